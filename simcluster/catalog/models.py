@@ -1,0 +1,291 @@
+"""Model catalog: transformer shapes for dense GQA, MLA and MoE models, and HF ``config.json`` files.
+
+Shapes are copied from each model's published Hugging Face ``config.json`` (the source named in each
+entry); parameter counts and KV sizes are derived from the shapes, never typed in.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from simcluster.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    num_layers: int
+    hidden_size: int
+    num_attention_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int  # dense SwiGLU FFN width (dense layers)
+    vocab_size: int
+    tie_word_embeddings: bool = False
+    max_context: int = 131072
+    attention: str = "gqa"  # "gqa" | "mla"
+    # MLA (DeepSeek-V2/V3): latent KV of kv_lora_rank + qk_rope_head_dim per token and layer
+    q_lora_rank: int = 0  # 0: queries projected directly from the hidden state
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+    # MoE
+    num_experts: int = 0  # routed experts per MoE layer (0: dense model)
+    num_experts_per_token: int = 0
+    moe_intermediate_size: int = 0
+    num_shared_experts: int = 0
+    first_k_dense_layers: int = 0  # leading layers with a dense FFN in an MoE model
+    # sliding-window attention (gpt-oss alternates full and windowed layers)
+    sliding_window: int = 0
+    sliding_window_layers: int = 0
+    source: str = ""
+
+    # ---------------------------------------------------------------- structure
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.attention == "mla"
+
+    @property
+    def moe_layers(self) -> int:
+        return self.num_layers - self.first_k_dense_layers if self.is_moe else 0
+
+    @property
+    def dense_layers(self) -> int:
+        return self.num_layers - self.moe_layers
+
+    # ---------------------------------------------------------------- parameters (elements)
+    def attention_params_per_layer(self) -> int:
+        h, q = self.hidden_size, self.num_attention_heads
+        if self.is_mla:
+            qk = self.qk_nope_head_dim + self.qk_rope_head_dim
+            if self.q_lora_rank:
+                wq = h * self.q_lora_rank + self.q_lora_rank * q * qk
+            else:
+                wq = h * q * qk
+            wkv_a = h * (self.kv_lora_rank + self.qk_rope_head_dim)
+            wkv_b = self.kv_lora_rank * q * (self.qk_nope_head_dim + self.v_head_dim)
+            wo = q * self.v_head_dim * h
+            return wq + wkv_a + wkv_b + wo
+        hd, k = self.head_dim, self.num_kv_heads
+        return h * q * hd + 2 * h * k * hd + q * hd * h
+
+    def dense_ffn_params_per_layer(self) -> int:
+        return 3 * self.hidden_size * self.intermediate_size  # SwiGLU: gate, up, down
+
+    def expert_params(self) -> int:
+        """Parameters of one routed (or shared) expert."""
+        return 3 * self.hidden_size * self.moe_intermediate_size
+
+    def embedding_params(self) -> int:
+        emb = self.vocab_size * self.hidden_size
+        return emb if self.tie_word_embeddings else 2 * emb
+
+    def param_counts(self) -> dict[str, int]:
+        """Parameter counts by part; ``total`` and ``active`` (per token) are the sums."""
+        attn = self.num_layers * self.attention_params_per_layer()
+        dense = self.dense_layers * self.dense_ffn_params_per_layer()
+        routed = self.moe_layers * self.num_experts * self.expert_params()
+        shared = self.moe_layers * self.num_shared_experts * self.expert_params()
+        router = self.moe_layers * self.hidden_size * self.num_experts
+        emb = self.embedding_params()
+        active_routed = self.moe_layers * self.num_experts_per_token * self.expert_params()
+        total = attn + dense + routed + shared + router + emb
+        active = attn + dense + active_routed + shared + router + emb
+        return {
+            "attention": attn,
+            "dense_ffn": dense,
+            "routed_experts": routed,
+            "shared_experts": shared,
+            "router": router,
+            "embedding": emb,
+            "total": total,
+            "active": active,
+        }
+
+    # ---------------------------------------------------------------- KV cache
+    def kv_elements_per_token_per_layer(self) -> int:
+        """KV elements one token adds to one layer: 2·K·head_dim (GQA) or d_c + d_rope (MLA)."""
+        if self.is_mla:
+            return self.kv_lora_rank + self.qk_rope_head_dim
+        return 2 * self.num_kv_heads * self.head_dim
+
+    def kv_bytes_per_token(self, bytes_per_element: float) -> float:
+        """KV bytes per token over all layers (windowed layers counted as full, see below)."""
+        return self.num_layers * self.kv_elements_per_token_per_layer() * bytes_per_element
+
+    def kv_bytes_for_context(self, context_tokens: float, bytes_per_element: float) -> float:
+        """KV bytes held for one sequence of ``context_tokens``; windowed layers keep the window only."""
+        per = self.kv_elements_per_token_per_layer() * bytes_per_element
+        full = self.num_layers - self.sliding_window_layers
+        win = min(context_tokens, self.sliding_window) if self.sliding_window_layers else 0
+        return per * (full * context_tokens + self.sliding_window_layers * win)
+
+    def with_name(self, name: str) -> "ModelSpec":
+        return replace(self, name=name)
+
+
+def _spec(**kw) -> ModelSpec:
+    return ModelSpec(**kw)
+
+
+MODELS: dict[str, ModelSpec] = {
+    m.name: m
+    for m in (
+        _spec(
+            name="llama-3.1-8b", num_layers=32, hidden_size=4096, num_attention_heads=32,
+            num_kv_heads=8, head_dim=128, intermediate_size=14336, vocab_size=128256,
+            source="meta-llama/Llama-3.1-8B config.json",
+        ),
+        _spec(
+            name="llama-3.1-70b", num_layers=80, hidden_size=8192, num_attention_heads=64,
+            num_kv_heads=8, head_dim=128, intermediate_size=28672, vocab_size=128256,
+            source="meta-llama/Llama-3.1-70B config.json",
+        ),
+        _spec(
+            name="llama-3.1-405b", num_layers=126, hidden_size=16384, num_attention_heads=128,
+            num_kv_heads=8, head_dim=128, intermediate_size=53248, vocab_size=128256,
+            source="meta-llama/Llama-3.1-405B config.json; SEED-NOTES §1.8",
+        ),
+        _spec(
+            name="qwen3-32b", num_layers=64, hidden_size=5120, num_attention_heads=64,
+            num_kv_heads=8, head_dim=128, intermediate_size=25600, vocab_size=151936,
+            max_context=40960, source="Qwen/Qwen3-32B config.json",
+        ),
+        _spec(
+            name="qwen3-235b-a22b", num_layers=94, hidden_size=4096, num_attention_heads=64,
+            num_kv_heads=4, head_dim=128, intermediate_size=12288, vocab_size=151936,
+            num_experts=128, num_experts_per_token=8, moe_intermediate_size=1536,
+            max_context=40960, source="Qwen/Qwen3-235B-A22B config.json",
+        ),
+        _spec(
+            name="deepseek-v3", num_layers=61, hidden_size=7168, num_attention_heads=128,
+            num_kv_heads=128, head_dim=128, intermediate_size=18432, vocab_size=129280,
+            attention="mla", q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128,
+            qk_rope_head_dim=64, v_head_dim=128, num_experts=256, num_experts_per_token=8,
+            moe_intermediate_size=2048, num_shared_experts=1, first_k_dense_layers=3,
+            max_context=163840, source="deepseek-ai/DeepSeek-V3 config.json; SEED-NOTES §1.8",
+        ),
+        _spec(
+            name="gpt-oss-120b", num_layers=36, hidden_size=2880, num_attention_heads=64,
+            num_kv_heads=8, head_dim=64, intermediate_size=2880, vocab_size=201088,
+            num_experts=128, num_experts_per_token=4, moe_intermediate_size=2880,
+            sliding_window=128, sliding_window_layers=18,
+            source="openai/gpt-oss-120b config.json (alternating sliding/full attention)",
+        ),
+    )
+}
+MODELS["deepseek-r1"] = MODELS["deepseek-v3"].with_name("deepseek-r1")  # same architecture
+
+_ALIASES = {
+    "llama3.1-8b": "llama-3.1-8b", "meta-llama/llama-3.1-8b": "llama-3.1-8b",
+    "meta-llama/llama-3.1-8b-instruct": "llama-3.1-8b",
+    "llama3.1-70b": "llama-3.1-70b", "meta-llama/llama-3.1-70b": "llama-3.1-70b",
+    "meta-llama/llama-3.1-70b-instruct": "llama-3.1-70b", "meta-llama/llama-3.3-70b-instruct": "llama-3.1-70b",
+    "llama3.1-405b": "llama-3.1-405b", "meta-llama/llama-3.1-405b": "llama-3.1-405b",
+    "meta-llama/llama-3.1-405b-instruct": "llama-3.1-405b",
+    "qwen/qwen3-32b": "qwen3-32b", "qwen/qwen3-235b-a22b": "qwen3-235b-a22b",
+    "deepseek-ai/deepseek-v3": "deepseek-v3", "deepseek-ai/deepseek-r1": "deepseek-r1",
+    "deepseek-ai/deepseek-r1-0528": "deepseek-r1", "deepseek-ai/deepseek-v3-0324": "deepseek-v3",
+    "openai/gpt-oss-120b": "gpt-oss-120b",
+}
+
+
+def _req_int(cfg: dict, keys: tuple[str, ...], path: str, default: int | None = None) -> int:
+    for k in keys:
+        if k in cfg and cfg[k] is not None:
+            v = cfg[k]
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise UserError(f"field {k!r} must be a non-negative integer, got {v!r}", where=path)
+            return v
+    if default is None:
+        raise UserError(f"missing field {keys[0]!r}", where=path)
+    return default
+
+
+def model_from_hf_config(cfg: dict, *, name: str, path: str = "config.json") -> ModelSpec:
+    """Build a :class:`ModelSpec` from a Hugging Face ``config.json`` dictionary."""
+    if not isinstance(cfg, dict):
+        raise UserError("expected a JSON object", where=path)
+    if "text_config" in cfg and isinstance(cfg["text_config"], dict):  # multimodal wrappers
+        cfg = {**cfg["text_config"]}
+    layers = _req_int(cfg, ("num_hidden_layers", "n_layer", "num_layers"), path)
+    hidden = _req_int(cfg, ("hidden_size", "n_embd", "d_model"), path)
+    heads = _req_int(cfg, ("num_attention_heads", "n_head"), path)
+    if heads == 0 or layers == 0 or hidden == 0:
+        raise UserError("num_hidden_layers, hidden_size and num_attention_heads must be positive", where=path)
+    kv_heads = _req_int(cfg, ("num_key_value_heads",), path, default=heads)
+    head_dim = _req_int(cfg, ("head_dim",), path, default=hidden // heads)
+    inter = _req_int(cfg, ("intermediate_size", "ffn_dim", "n_inner"), path, default=4 * hidden)
+    vocab = _req_int(cfg, ("vocab_size",), path)
+    n_experts = _req_int(cfg, ("n_routed_experts", "num_experts", "num_local_experts"), path, default=0)
+    kw: dict = dict(
+        name=name, num_layers=layers, hidden_size=hidden, num_attention_heads=heads,
+        num_kv_heads=kv_heads or heads, head_dim=head_dim, intermediate_size=inter, vocab_size=vocab,
+        tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        max_context=_req_int(cfg, ("max_position_embeddings",), path, default=131072),
+        source=f"Hugging Face config {path}",
+    )
+    if cfg.get("kv_lora_rank"):
+        kw.update(
+            attention="mla",
+            q_lora_rank=_req_int(cfg, ("q_lora_rank",), path, default=0),
+            kv_lora_rank=_req_int(cfg, ("kv_lora_rank",), path),
+            qk_nope_head_dim=_req_int(cfg, ("qk_nope_head_dim",), path),
+            qk_rope_head_dim=_req_int(cfg, ("qk_rope_head_dim",), path),
+            v_head_dim=_req_int(cfg, ("v_head_dim",), path),
+        )
+    if n_experts:
+        kw.update(
+            num_experts=n_experts,
+            num_experts_per_token=_req_int(cfg, ("num_experts_per_tok", "experts_per_token", "moe_topk"), path),
+            moe_intermediate_size=_req_int(cfg, ("moe_intermediate_size",), path, default=inter),
+            num_shared_experts=_req_int(cfg, ("n_shared_experts", "num_shared_experts"), path, default=0),
+            first_k_dense_layers=_req_int(cfg, ("first_k_dense_replace",), path, default=0),
+        )
+    layer_types = cfg.get("layer_types")
+    window = cfg.get("sliding_window")
+    if isinstance(layer_types, list) and isinstance(window, int) and window > 0:
+        n_swa = sum(1 for t in layer_types if t == "sliding_attention")
+        kw.update(sliding_window=window, sliding_window_layers=n_swa)
+    return ModelSpec(**kw)
+
+
+def load_hf_config(path: str | Path) -> ModelSpec:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "config.json"
+    if not p.is_file():
+        raise UserError("model config file not found", where=str(p))
+    try:
+        cfg = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"not valid JSON ({exc})", where=str(p)) from None
+    name = cfg.get("_name_or_path") or p.parent.name or p.stem
+    return model_from_hf_config(cfg, name=str(name), path=str(p))
+
+
+def get_model(name_or_path: str, *, field: str | None = None) -> ModelSpec:
+    """A catalog model by name (case-insensitive, HF repo ids accepted) or a ``config.json`` path."""
+    key = str(name_or_path).strip()
+    low = key.lower()
+    low = _ALIASES.get(low, low)
+    if low in MODELS:
+        return MODELS[low]
+    if key.endswith(".json") or "/" in key and Path(key).exists() or Path(key).is_dir():
+        return load_hf_config(key)
+    raise UserError(
+        f"unknown model {name_or_path!r}; known: {', '.join(sorted(MODELS))}, or a path to a config.json",
+        where=field,
+    )
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
