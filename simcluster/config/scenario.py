@@ -1,0 +1,145 @@
+"""The scenario: a typed, validated description of one simulation.
+
+Every section is a pydantic model with ``extra="forbid"``: an unknown key is an error that names its
+dotted path. Defaults are part of the schema; the resolved scenario (every default filled in) is
+stored in the metadata of every output file.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, NonNegativeFloat, NonNegativeInt
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ClusterSpec(_Model):
+    """Hardware: GPUs grouped in nodes; nodes grouped in NVLink domains; NICs to a scale-out fabric."""
+
+    gpu: str = "h200_sxm"
+    nodes: Optional[PositiveInt] = Field(
+        None, description="number of nodes; default: as many as the pools need"
+    )
+    gpus_per_node: Optional[PositiveInt] = Field(None, description="default: the GPU's catalog value")
+    nvlink_domain_size: Optional[PositiveInt] = Field(
+        None, description="GPUs per NVLink domain; default: the GPU's catalog value (8 HGX, 72 NVL72)"
+    )
+    nic_gbps: Optional[PositiveFloat] = Field(
+        None, description="scale-out NIC per GPU, Gbit/s one direction; default: catalog (400 for ConnectX-7)"
+    )
+    nic_efficiency: PositiveFloat = Field(
+        0.6,
+        le=1.0,
+        description="achieved fraction of NIC line rate for KV transfers; 0.6 from Mooncake's 190 GB/s on "
+        "8x400 Gb/s (SEED-NOTES M-1)",
+    )
+    nvlink_efficiency: PositiveFloat = Field(
+        0.8, le=1.0, description="achieved fraction of NVLink bandwidth (SEED-NOTES §7, INFERRED)"
+    )
+    transfer_latency_s: NonNegativeFloat = Field(
+        20e-6, description="fixed set-up latency per KV transfer (RDMA handshake), seconds [INFERRED]"
+    )
+    allow_cross_domain: bool = Field(
+        False, description="allow one instance to span NVLink domains (TP over InfiniBand)"
+    )
+    price_per_gpu_hour: Optional[NonNegativeFloat] = Field(
+        None, description="USD per GPU-hour for the cost summary; default: the GPU's catalog value"
+    )
+
+
+class ModelSection(_Model):
+    name: str = "llama-3.1-70b"
+    weights: str = Field("fp8", description="number format of the weights")
+    kv_cache: str = Field("fp8", description="number format of the KV cache")
+    activations: str = Field("bf16", description="number format of activations (and the math)")
+    kv_eviction_budget: Optional[PositiveInt] = Field(
+        None, description="token-eviction budget per sequence (H2O/SnapKV/StreamingLLM style); None: keep all"
+    )
+    resmoe_keep: float = Field(
+        1.0, gt=0.0, le=1.0, description="ResMoE: fraction of expert parameters kept (1.0 = uncompressed)"
+    )
+
+
+class PoolSpec(_Model):
+    """A pool of identical instances. One instance = one model replica on ``layout`` GPUs."""
+
+    instances: NonNegativeInt = 1
+    layout: str = Field("tp=1", description="parallel layout, e.g. tp=8, tp=4,pp=2, dp=8,ep=8, kvp=4,tpa=8,tpf=32")
+    max_num_seqs: PositiveInt = Field(256, description="max sequences in a batch")
+    max_num_batched_tokens: PositiveInt = Field(8192, description="token budget per step (prefill chunks + decodes)")
+    chunked_prefill: bool = Field(True, description="split long prompts into chunks under the token budget")
+    max_queue: PositiveInt = Field(
+        4096, description="bounded waiting queue per instance; a request finding every queue full is rejected"
+    )
+
+
+class PoolsSpec(_Model):
+    prefill: Optional[PoolSpec] = None
+    decode: Optional[PoolSpec] = None
+    colocated: Optional[PoolSpec] = None
+
+
+class ServingSpec(_Model):
+    framework: Literal["vllm", "sglang", "trtllm"] = "vllm"
+    mode: Literal["disaggregated", "colocated"] = "disaggregated"
+    block_size: PositiveInt = Field(16, description="tokens per paged-KV block")
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    activation_reserve_gb: NonNegativeFloat = Field(
+        4.0, description="GPU memory per GPU kept for activations, CUDA graphs and NCCL buffers, GB"
+    )
+    step_overhead_s: Optional[NonNegativeFloat] = Field(
+        None, description="CPU/scheduler overhead per engine step; default: the cost model's framework value"
+    )
+    prefix_caching: bool = Field(True, description="reuse KV of shared prompt prefixes (needs hash ids)")
+    router: Literal["round_robin", "least_outstanding", "prefix_aware"] = "least_outstanding"
+    hop_b: bool = Field(True, description="Helix HOP-B overlap of the All-to-All with attention")
+
+
+class CostSection(_Model):
+    source: Literal["roofline", "calibrated", "constant"] = Field(
+        "calibrated",
+        description="calibrated: measured op tables (roofline x fitted efficiency outside them); roofline: "
+        "analytic only; constant: every step takes constant_step_s (for queueing experiments)",
+    )
+    constant_step_s: PositiveFloat = 0.01
+
+
+class SLOSpec(_Model):
+    ttft_s: Optional[PositiveFloat] = 2.0
+    tpot_s: Optional[PositiveFloat] = 0.1
+    e2e_s: Optional[PositiveFloat] = None
+
+
+class OutputSpec(_Model):
+    steps: bool = Field(True, description="write steps.parquet (one row per step or run of decode steps)")
+    timeline_interval_s: Optional[PositiveFloat] = Field(
+        None, description="sampling interval of timeline.parquet; default: span / 2000, at least 1 s"
+    )
+    chunk_rows: PositiveInt = Field(65536, description="rows buffered before a parquet row group is written")
+
+
+class RunSpec(_Model):
+    max_sim_time_s: Optional[PositiveFloat] = Field(
+        None, description="stop the clock here; requests still in flight end as 'unfinished'"
+    )
+
+
+from simcluster.workload.spec import WorkloadSpec  # noqa: E402  (after the models it does not need)
+
+
+class Scenario(_Model):
+    name: str = "scenario"
+    description: str = ""
+    seed: NonNegativeInt = 0
+    cluster: ClusterSpec = ClusterSpec()
+    model: ModelSection = ModelSection()
+    serving: ServingSpec = ServingSpec()
+    pools: PoolsSpec = PoolsSpec()
+    cost: CostSection = CostSection()
+    workload: WorkloadSpec
+    slo: SLOSpec = SLOSpec()
+    output: OutputSpec = OutputSpec()
+    run: RunSpec = RunSpec()

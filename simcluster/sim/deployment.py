@@ -1,0 +1,70 @@
+"""From a scenario to the pools the engine runs: layouts, memory plans and step-cost models.
+
+This is the one place where the engine meets ``perf``: the hot loop then only calls the step-cost
+model's ``step`` / ``decode_run``.
+"""
+
+from __future__ import annotations
+
+from simcluster.catalog.formats import get_format
+from simcluster.catalog.gpus import get_gpu
+from simcluster.catalog.models import get_model
+from simcluster.errors import UserError
+from simcluster.perf.constant import ConstantStepCost
+from simcluster.sim.engine import PoolPlan
+
+ROLES_BY_MODE = {"disaggregated": ("prefill", "decode"), "colocated": ("colocated",)}
+
+
+def build_pools(scenario) -> list[PoolPlan]:
+    from simcluster.perf.layout import Layout
+    from simcluster.perf.step_cost import CostSpec, build_step_cost, memory_plan
+
+    sv = scenario.serving
+    gpu = get_gpu(scenario.cluster.gpu, field="cluster.gpu")
+    model = get_model(scenario.model.name, field="model.name")
+    weights = get_format(scenario.model.weights, field="model.weights")
+    kv_fmt = get_format(scenario.model.kv_cache, field="model.kv_cache")
+    act = get_format(scenario.model.activations, field="model.activations")
+    ops = None
+    if scenario.cost.source == "calibrated":
+        from simcluster.perf.calibration.ops import CalibratedOps
+
+        ops = CalibratedOps(gpu, framework=sv.framework)
+
+    roles = ROLES_BY_MODE[sv.mode]
+    pools_cfg = scenario.pools
+    for other in ("prefill", "decode", "colocated"):
+        if other not in roles and getattr(pools_cfg, other) is not None:
+            raise UserError(f"serving.mode is {sv.mode!r}, which has no {other} pool", where=f"pools.{other}")
+    plans = []
+    domain = scenario.cluster.nvlink_domain_size or gpu.nvlink_domain_size
+    for role in roles:
+        spec = getattr(pools_cfg, role)
+        if spec is None:
+            raise UserError(f"serving.mode {sv.mode!r} needs a {role} pool", where=f"pools.{role}")
+        if spec.instances < 1:
+            raise UserError("a pool needs at least one instance", where=f"pools.{role}.instances")
+        layout = Layout.parse(spec.layout, field=f"pools.{role}.layout")
+        layout.validate(model, domain_size=domain, allow_cross_domain=scenario.cluster.allow_cross_domain,
+                        field=f"pools.{role}.layout")
+        cspec = CostSpec(
+            gpu=gpu, model=model, weights=weights.name, kv=kv_fmt.name, activations=act.name,
+            layout=layout, framework=sv.framework, hop_b=sv.hop_b,
+            kv_eviction_budget=scenario.model.kv_eviction_budget, resmoe_keep=scenario.model.resmoe_keep,
+            ops=ops, **({"step_overhead_s": sv.step_overhead_s} if sv.step_overhead_s is not None else {}),
+        )
+        mem = memory_plan(cspec, gpu_memory_utilization=sv.gpu_memory_utilization,
+                          activation_reserve_bytes=sv.activation_reserve_gb * 1e9, field=f"pools.{role}")
+        if scenario.cost.source == "constant":
+            cost = ConstantStepCost(scenario.cost.constant_step_s)
+        else:
+            cost = build_step_cost(cspec)
+        peak_flops, _ = gpu.flops_for(get_format(act.name).compute_class)
+        plans.append(PoolPlan(
+            role=role, spec=spec, gpus_per_instance=layout.gpus, cost=cost,
+            kv_capacity_tokens=int(mem.kv_capacity_tokens),
+            kv_bytes_per_token=model.kv_bytes_per_token(kv_fmt.bytes_per_element),
+            peak_flops=peak_flops, peak_bw=gpu.mem_bw_Bps,
+        ))
+    return plans

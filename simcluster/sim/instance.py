@@ -1,0 +1,499 @@
+"""One serving instance: a model replica on ``layout`` GPUs running continuous batching.
+
+Roles share one scheduler:
+
+* ``colocated`` — prefill chunks and decodes in the same steps (chunked prefill under a token budget);
+* ``prefill``   — prefill only; a finished prefill hands the request to the engine for KV transfer;
+* ``decode``    — decodes requests whose KV arrived; it also re-prefills requests it preempted.
+
+Event model: a step that contains prefill work is one event. A run of pure-decode steps with an
+unchanged batch is one event: its per-step latencies come from one vectorised ``decode_run`` call,
+and the run is cut short at the next step boundary when something new can join. Per-request progress
+is not touched per step: a decode step counter ``steps_done`` and each request's ``join_step`` give
+``generated = steps_done − join_step``; ``ctx_base`` keeps Σ(prompt − join_step) so the batch's total
+context is ``ctx_base + B·steps_done`` without a loop.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+import numpy as np
+import simpy
+
+from simcluster.perf.interface import BatchShape
+from simcluster.sim.kvcache import KVCache
+from simcluster.sim.request import Request
+
+
+class Instance:
+    def __init__(self, engine, name: str, role: str, pool_spec, cost, kv: KVCache, gpus: int,
+                 domain: int, index: int) -> None:
+        self.engine = engine
+        self.env = engine.env
+        self.name = name
+        self.role = role
+        self.index = index
+        self.cost = cost
+        self.kv = kv
+        self.gpus = gpus
+        self.domain = domain  # NVLink domain index (placement)
+        self.max_seqs = pool_spec.max_num_seqs
+        self.budget = pool_spec.max_num_batched_tokens
+        self.chunked = pool_spec.chunked_prefill
+        self.max_queue = pool_spec.max_queue
+        self.links: dict[str, object] = {}  # "nic_out", "nic_in", "nvl_out", "nvl_in" (set by the cluster)
+
+        self.waiting: deque[Request] = deque()  # routed here, not yet admitted (bounded)
+        self.prefilling: list[Request] = []  # admitted, prefill in progress (FCFS)
+        self.running: dict[int, Request] = {}  # decode set, in join order (LIFO victim = last)
+        self.pending_join: list[Request] = []  # KV landed, joins at the next step boundary
+        self.transfer_queue: deque[tuple[Request, object]] = deque()  # waiting for memory to receive KV
+        self.reserved = 0  # requests with KV memory reserved for an incoming transfer
+        self.holding = 0  # (prefill role) finished prefills whose KV is still here until sent
+
+        self.steps_done = 0
+        self.ctx_base = 0
+        self._alloc = 0  # decode step the running set's KV is allocated through
+        self._held = 0  # blocks the running set holds (private + shared) = Σ need_i(_alloc)
+        self._asum = 0
+        self._cnt = [0] * kv.block_size
+        self._finish_heap: list[tuple[int, int, int, Request]] = []
+        self._join_token = 0
+
+        # outstanding work for routing: prompt tokens still to prefill here
+        self.pending_prefill_tokens = 0
+
+        # stepping state
+        self._idle_ev = None
+        self._run_start = 0.0
+        self._cut_at = 0.0
+        self._cum = np.zeros(1)  # cumulative latencies of the current step / run
+        self._lats = np.zeros(1)
+        self._cuttable = False  # a pure-decode run in progress, which a kick may cut short
+        self._reserve = 0  # blocks kept for the running decodes while admitting prompts
+        self._run_n = 0  # steps planned in the current run
+        self._run_cut = 0  # steps the current run will actually do
+        self.busy_time = 0.0
+        self.flops = 0.0
+        self.hbm_bytes = 0.0
+        self.proc = self.env.process(self._loop())
+
+    # ------------------------------------------------------------------ load signals (router, timeline)
+    @property
+    def queue_depth(self) -> int:
+        return len(self.waiting) + len(self.transfer_queue)
+
+    @property
+    def num_running(self) -> int:
+        return len(self.running) + len(self.prefilling)
+
+    def outstanding(self) -> float:
+        """Work still owed by this instance, for least-outstanding routing (tokens)."""
+        if self.role == "decode":
+            return float(len(self.running) + len(self.pending_join) + self.reserved + len(self.transfer_queue))
+        return float(self.pending_prefill_tokens)
+
+    def has_queue_room(self) -> bool:
+        return len(self.waiting) < self.max_queue
+
+    # ------------------------------------------------------------------ entry points
+    def enqueue(self, req: Request) -> None:
+        """A routed request joins the waiting queue (caller checked ``has_queue_room``)."""
+        req.prefill_inst = req.prefill_inst or self.name
+        self.waiting.append(req)
+        self.pending_prefill_tokens += req.prefill_target
+        self.kick()
+
+    def offer_transfer(self, req: Request, src: "Instance") -> None:
+        """(decode role) A prefilled request asks for KV memory here; the transfer starts once reserved."""
+        req.decode_inst = self.name
+        self.transfer_queue.append((req, src))
+        self._drain_transfers()
+
+    def _drain_transfers(self) -> None:
+        while self.transfer_queue:
+            req, src = self.transfer_queue[0]
+            if len(self.running) + len(self.prefilling) + len(self.pending_join) + self.reserved >= self.max_seqs:
+                return
+            need = self.kv.blocks_for(req.n_in + 1)
+            if self.kv.available - need < self._blocks_short(1) or not self.kv.allocate(need):
+                return
+            self.transfer_queue.popleft()
+            req.dst_blocks = need  # the source still holds req.blocks until the KV has left
+            self.reserved += 1
+            self.engine.start_kv_transfer(req, src, self)
+
+    def kv_landed(self, req: Request) -> None:
+        self.reserved -= 1
+        req.blocks = req.dst_blocks
+        req.dst_blocks = 0
+        self.pending_join.append(req)
+        self.kick()
+
+    def kick(self) -> None:
+        """Something new may be schedulable: wake an idle instance, or cut a decode run short."""
+        if self._idle_ev is not None:
+            ev, self._idle_ev = self._idle_ev, None
+            ev.succeed()
+        elif self._cuttable:
+            self._cut_run()
+
+    # ------------------------------------------------------------------ memory
+    def _release(self, req: Request) -> None:
+        kv = self.kv
+        kv.release(req.blocks)
+        req.blocks = 0
+        if req.hit_entries:
+            kv.dereference(req.hit_entries)
+            req.hit_entries = ()
+        if req.own_entries:
+            kv.dereference(req.own_entries)
+            req.own_entries = ()
+
+    def release_after_transfer(self, req: Request) -> None:
+        """(prefill role) The KV has left: free it and let waiting prompts in."""
+        self.holding -= 1
+        self._release(req)
+        self.kick()
+
+    def _admit(self, req: Request) -> bool:
+        """Move the head of ``waiting`` into prefill if memory allows (blocks for its whole prompt)."""
+        kv = self.kv
+        hits = kv.match(req.hashes, req.n_in)
+        cached = min(len(hits) * kv.hash_block_tokens, req.prefill_target - 1)
+        need = kv.blocks_for(req.prefill_target) - len(hits) * kv.blocks_per_entry
+        if hits:
+            kv.reference(hits)  # pin them before eviction can pick them
+        # keep room for the running decodes' next token: admitting must not force a preemption
+        if kv.available - need < self._reserve or not kv.allocate(need):
+            if hits:
+                kv.dereference(hits)
+            return False
+        if req.preemptions == 0:
+            kv.lookup_tokens += req.n_in
+            kv.hits_tokens += cached
+            req.cached = cached
+        req.hit_entries = tuple(hits)
+        req.blocks = need
+        req.prefill_done = cached
+        self.pending_prefill_tokens -= cached
+        return True
+
+    # Decode-set memory without a loop over requests. A running request i holds exactly
+    # need_i(A) = ceil((base_i + A) / bs) blocks (private + shared entries), where base_i + S is its
+    # KV length at decode-step counter S and A ≥ S is the step the instance has allocated through.
+    # Writing base_i = bs·a_i + k_i (0 ≤ k_i < bs): Σ need_i(m) = Σ a_i + Σ_k cnt[k]·ceil((k + m)/bs),
+    # so growing, shrinking and checking a run of n steps cost O(bs), whatever the batch.
+    def _total_blocks(self, m: int) -> int:
+        # with q, r = divmod(m, bs): ceil((k + m)/bs) = q + [k + r ≥ 1] + [k + r > bs]
+        bs = self.kv.block_size
+        q, r = divmod(m, bs)
+        cnt = self._cnt
+        B = len(self.running)
+        tot = self._asum + B * (q + 1)
+        if r == 0:
+            tot -= cnt[0]
+        else:
+            tot += sum(cnt[bs - r + 1:])
+        return tot
+
+    def _blocks_short(self, n: int) -> int:
+        """Extra blocks the running set needs to run ``n`` more decode steps."""
+        if not self.running:
+            return 0
+        short = self._total_blocks(self.steps_done + n) - self._held
+        return short if short > 0 else 0
+
+    def _grow(self, n: int) -> None:
+        """Allocate through step ``steps_done + n`` (feasibility checked by the caller)."""
+        target = self.steps_done + n
+        if target > self._alloc:
+            total = self._total_blocks(target)
+            ok = self.kv.allocate(total - self._held)
+            assert ok, "growth was checked to fit"
+            self._held = total
+            self._alloc = target
+
+    def _shrink(self) -> None:
+        """Give back blocks allocated for steps a cut run did not do."""
+        if self._alloc > self.steps_done:
+            self._alloc = self.steps_done
+            total = self._total_blocks(self.steps_done)
+            self.kv.release(self._held - total)
+            self._held = total
+
+    def _private_now(self, req: Request) -> int:
+        base = req.n_in - req.join_step - 1
+        need = -(-(base + self._alloc) // self.kv.block_size)
+        return need - self.kv.blocks_per_entry * (len(req.hit_entries) + len(req.own_entries))
+
+    def _preempt_one(self) -> None:
+        """Preempt the most recently joined decode (vLLM's policy); it re-prefills prompt + output."""
+        rid, req = self.running.popitem()
+        self._untrack(req)
+        gen = self.steps_done - req.join_step
+        req.generated = gen
+        req.slot = -1
+        self._release(req)
+        req.preemptions += 1
+        req.prefill_target = req.n_in + gen
+        req.prefill_done = 0
+        self.pending_prefill_tokens += req.prefill_target
+        self.waiting.appendleft(req)
+        self.engine.stats_preemptions += 1
+
+    # ------------------------------------------------------------------ decode set
+    def _join(self, req: Request) -> None:
+        """Add a request that has its first ``generated`` tokens to the decode set (at A == S)."""
+        req.join_step = self.steps_done - req.generated
+        self._join_token += 1
+        req.slot = self._join_token
+        req.joined_run = True
+        self.running[req.id] = req
+        self.ctx_base += req.n_in - req.join_step
+        a, k = divmod(req.n_in - req.join_step - 1, self.kv.block_size)
+        self._asum += a
+        self._cnt[k] += 1
+        # it holds at least what its KV needs now; give back any reserve beyond that
+        private = self._private_now(req)
+        self._held += private + self.kv.blocks_per_entry * (len(req.hit_entries) + len(req.own_entries))
+        excess = req.blocks - private
+        if excess > 0:
+            self.kv.release(excess)
+            req.blocks -= excess
+        elif excess < 0:  # cannot happen: prefill and transfer allocate for the whole KV
+            raise AssertionError("joined with less KV memory than its context")
+        heapq.heappush(self._finish_heap, (req.join_step + req.n_out, req.id, req.slot, req))
+
+    def _untrack(self, req: Request) -> None:
+        """Remove from the aggregate memory/context counters; set its exact private block count."""
+        req.blocks = self._private_now(req)
+        self._held -= req.blocks + self.kv.blocks_per_entry * (len(req.hit_entries) + len(req.own_entries))
+        self.ctx_base -= req.n_in - req.join_step
+        a, k = divmod(req.n_in - req.join_step - 1, self.kv.block_size)
+        self._asum -= a
+        self._cnt[k] -= 1
+
+    def _leave(self, req: Request) -> None:
+        del self.running[req.id]
+        self._untrack(req)
+        req.slot = -1
+        self._release(req)
+
+    def _next_finish_step(self) -> int:
+        h = self._finish_heap
+        while h:
+            step, rid, token, req = h[0]
+            if req.slot == token and rid in self.running:
+                return step
+            heapq.heappop(h)
+        return -1
+
+    # ------------------------------------------------------------------ scheduler
+    def _build_prefill(self, budget: int):
+        """Chunks for this step: continue admitted prefills FCFS, then admit from the queue."""
+        chunks: list[tuple[Request, int]] = []
+        seqs = len(self.running) + len(self.prefilling)
+        for req in self.prefilling:
+            if budget <= 0:
+                break
+            rem = req.prefill_target - req.prefill_done
+            c = min(rem, budget) if self.chunked else rem
+            if not self.chunked and chunks and c > budget:
+                break
+            chunks.append((req, c))
+            budget -= c
+        while self.waiting and budget > 0 and seqs < self.max_seqs:
+            req = self.waiting[0]
+            if not self._admit(req):
+                break  # FCFS: head of line waits for memory
+            self.waiting.popleft()
+            if req.prefill_start != req.prefill_start:  # NaN: first admission
+                req.prefill_start = self.env.now
+            self.prefilling.append(req)
+            seqs += 1
+            rem = req.prefill_target - req.prefill_done
+            c = min(rem, budget) if self.chunked else rem
+            if not self.chunked and chunks and c > budget:
+                break
+            chunks.append((req, c))
+            budget -= c
+        return chunks
+
+    def _loop(self):
+        env = self.env
+        while True:
+            self._shrink()
+            for req in self.pending_join:
+                self._join(req)
+            self.pending_join.clear()
+
+            B = len(self.running)
+            if self.waiting or self.prefilling:
+                self._reserve = self._blocks_short(1) if (B and self.waiting) else 0
+                chunks = self._build_prefill(self.budget - B)
+            else:
+                chunks = []
+            if not chunks and B == 0:
+                self._idle_ev = env.event()
+                yield self._idle_ev
+                continue
+
+            if chunks:
+                # memory for one more decode token each; preempt (LIFO) if it does not fit
+                while self.running and self._blocks_short(1) > self.kv.available:
+                    self._preempt_one()
+                if self.running:
+                    self._grow(1)
+                B = len(self.running)
+                shape = self._shape(chunks, B)
+                st = self.cost.step(shape)
+                lat = st.latency_s
+                start = env.now
+                self._lats = np.array([lat])
+                self._cum = self._lats
+                self._run_cut = 1
+                yield env.timeout(lat)
+                self._account(st, 1)
+                self.engine.record_step(self, start, "mixed" if B else "prefill", 1, B + len(chunks),
+                                        shape.prefill_tokens, B, shape.decode_context_tokens, st)
+                self._complete_decode_steps(1, start)
+                self._complete_prefill(chunks)
+                continue
+
+            # pure decode: one run of identical-batch steps
+            nf = self._next_finish_step()
+            n = max(1, nf - self.steps_done)
+            if self._blocks_short(n) > self.kv.available:
+                lo, hi = 0, n  # largest feasible run length by bisection
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    if self._blocks_short(mid) <= self.kv.available:
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                if lo == 0:
+                    self._preempt_one()
+                    continue
+                n = lo
+            self._grow(n)
+            ctx = self.ctx_base + B * self.steps_done
+            lats = self.cost.decode_run(B, ctx, n)
+            start = env.now
+            self._lats = lats
+            self._cum = cum = np.cumsum(lats)
+            self._run_start = start
+            self._run_cut = n
+            self._cuttable = n > 1
+            try:
+                yield env.timeout(float(cum[-1]))
+            except simpy.Interrupt:
+                yield env.timeout(max(self._cut_at - env.now, 0.0))
+            self._cuttable = False
+            j = self._run_cut
+            st = self.cost.decode_run_totals(B, ctx, j)
+            self._account(st, j)
+            self.engine.record_step(self, start, "decode", j, B, 0, B * j, ctx, st)
+            self._complete_decode_steps(j, start)
+
+    def _shape(self, chunks, B: int) -> BatchShape:
+        tokens = 0
+        pairs = 0.0
+        past = 0
+        for req, c in chunks:
+            p = req.prefill_done
+            tokens += c
+            past += p
+            pairs += c * (p + (c + 1) / 2.0)
+        return BatchShape(tokens, len(chunks), pairs, past, B, self.ctx_base + B * self.steps_done)
+
+    # ------------------------------------------------------------------ timing of a step / run
+    def _cut_run(self) -> None:
+        """End the current decode run at the first step boundary at or after now."""
+        elapsed = self.env.now - self._run_start
+        k = int(np.searchsorted(self._cum, elapsed, side="left")) + 1  # steps done by that boundary
+        if k >= self._run_cut:
+            return
+        self._run_cut = k
+        self._cut_at = self._run_start + float(self._cum[k - 1])
+        self._cuttable = False
+        self.proc.interrupt()
+
+    def _account(self, st, n: int) -> None:
+        self.busy_time += st.latency_s
+        self.flops += st.flops
+        self.hbm_bytes += st.hbm_bytes
+
+    # ------------------------------------------------------------------ completions
+    def _complete_decode_steps(self, j: int, start: float) -> None:
+        if not self.running or j <= 0:
+            self.steps_done += j
+            return
+        lats = self._lats[:j]
+        eng = self.engine
+        B = len(self.running)
+        # inter-token gaps: a request that joined at this run's start waited since its last token
+        joiners = [r for r in self.running.values() if r.joined_run]
+        first_end = start + float(lats[0])
+        for r in joiners:
+            eng.itl.add_one(first_end - r.last_token)
+            r.joined_run = False
+        if B > len(joiners):
+            eng.itl.add_one(float(lats[0]), B - len(joiners))
+        if j > 1:
+            eng.itl.add_many(lats[1:], B)
+        s0 = self.steps_done
+        self.steps_done += j
+        cum = self._cum
+        h = self._finish_heap
+        while h:
+            step, rid, token, req = h[0]
+            if not (req.slot == token and rid in self.running):
+                heapq.heappop(h)
+                continue
+            if step > self.steps_done:
+                break
+            heapq.heappop(h)
+            t = start + float(cum[step - s0 - 1])
+            req.generated = req.n_out
+            req.last_token = t
+            self._leave(req)
+            eng.finish(req, t)
+        if self.role == "decode" and self.transfer_queue:
+            self._drain_transfers()
+
+    def _complete_prefill(self, chunks) -> None:
+        now = self.env.now
+        eng = self.engine
+        done = []
+        for req, c in chunks:
+            req.prefill_done += c
+            self.pending_prefill_tokens -= c
+            if req.prefill_done >= req.prefill_target:
+                done.append(req)
+        if not done:
+            return
+        self.prefilling = [r for r in self.prefilling if r.prefill_done < r.prefill_target]
+        for req in done:
+            # a finished prefill (or recompute) emits the next token
+            req.generated += 1
+            if req.first_token != req.first_token:  # NaN: first time
+                req.first_token = now
+            req.last_token = now
+            own, freed = self.kv.publish(req.hashes, req.n_in, len(req.hit_entries)) if req.preemptions == 0 else ([], 0)
+            if own:
+                req.own_entries = tuple(own)
+                req.blocks -= freed
+            if req.generated >= req.n_out:
+                self._release(req)
+                eng.finish(req, now)
+            elif self.role == "prefill":
+                self.holding += 1
+                eng.prefill_done(req, self)
+            else:
+                req.joined_run = True
+                self._join(req)
+        if self.role == "decode" and self.transfer_queue:
+            self._drain_transfers()
