@@ -41,14 +41,16 @@ FORMATS: dict[str, NumberFormat] = {
     for f in (
         NumberFormat("bf16", 16, compute_class="bf16"),
         NumberFormat("fp16", 16, compute_class="bf16"),
-        NumberFormat("fp8", 8, compute_class="fp8"),  # E4M3 with per-tensor/per-channel scale
+        NumberFormat("fp8", 8, compute_class="fp8"),  # E4M3 with per-tensor/per-channel scale (not counted)
         NumberFormat("int8", 8, compute_class="int8"),
         NumberFormat("mxfp8", 8, 32, 8, compute_class="fp8"),
         NumberFormat("mxfp6", 6, 32, 8, compute_class="fp6"),
         NumberFormat("mxfp4", 4, 32, 8, compute_class="fp4"),
         NumberFormat("mxint8", 8, 32, 8, compute_class="int8"),
         NumberFormat("nvfp4", 4, 16, 8, compute_class="fp4"),
-        NumberFormat("fp4", 4, 32, 8, compute_class="fp4"),  # alias of MXFP4 byte accounting
+        # Raw FP4 (E2M1) without counting scales: Helix App. A's "FP4 = 0.5 bytes" (SEED-NOTES §1.6).
+        # Use mxfp4 / nvfp4 for byte accounting that includes the block scales.
+        NumberFormat("fp4", 4, compute_class="fp4"),
         NumberFormat("int4", 4, 32, 16, compute_class="int8"),  # weight-only INT4, group 32, fp16 scale (AWQ/GPTQ style)
     )
 }

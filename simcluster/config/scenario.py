@@ -94,6 +94,10 @@ class ServingSpec(_Model):
         None, description="CPU/scheduler overhead per engine step; default: the cost model's framework value"
     )
     prefix_caching: bool = Field(True, description="reuse KV of shared prompt prefixes (needs hash ids)")
+    kv_capacity_tokens: Optional[PositiveInt] = Field(
+        None, description="override the KV-cache capacity per instance (tokens); default: from GPU memory "
+        "minus weights and the activation reserve"
+    )
     router: Literal["round_robin", "least_outstanding", "prefix_aware"] = "least_outstanding"
     hop_b: bool = Field(True, description="Helix HOP-B overlap of the All-to-All with attention")
 

@@ -70,7 +70,34 @@ class StepCostModel(Protocol):
 
 
 class OpCosts(Protocol):
-    """Seconds for one op invocation on one GPU. Shapes are per GPU (already divided by TP etc.)."""
+    """Seconds for one op invocation on one GPU. Shapes are per GPU (already divided by TP etc.).
+
+    Argument meanings (what ``perf.composition`` passes):
+
+    * ``gemm(m, n, k, fmt)``: ``[m,k] × [k,n]`` with ``m`` tokens; ``fmt`` is the **weight** format
+      name (activations are the model's, fixed per op-cost object).
+    * ``attention_decode(batch, context_tokens, ...)``: ``batch`` sequences, one new token each,
+      ``context_tokens`` KV tokens **per sequence on this GPU** (after KVP sharding and eviction);
+      ``q_heads``/``kv_heads`` per GPU (kv_heads = ⌈K/tpa⌉, duplicated beyond K).
+    * ``attention_prefill(batch, new_tokens, past_tokens, ...)``: ``batch`` chunks, each of
+      ``new_tokens`` after ``past_tokens`` already in KV (per sequence).
+    * ``collective(op, bytes_per_gpu, n_gpus, link)``: nccl-tests buffer convention — all-reduce
+      buffer, all-gather output, reduce-scatter input, all-to-all buffer, ``p2p`` message.
+
+    Arguments may be numpy arrays when the object sets ``vectorised = True`` (the latency tables are
+    then built in one call per op); otherwise they are called point by point on a coarser grid.
+
+    Optional methods, used when present (the roofline fills in otherwise):
+    ``attention_decode_mla(batch, context_tokens, q_heads, kv_lora_rank, rope_dim, kv_fmt)``,
+    ``attention_prefill_mla(batch, new_tokens, past_tokens, q_heads, kv_lora_rank, rope_dim,
+    qk_head_dim, v_head_dim, kv_fmt)``, ``moe_experts(tokens, experts, hidden, inter, fmt,
+    weight_bytes_per_expert, extra_weight_bytes)`` (token-expert pairs over distinct experts, inter
+    per GPU) and ``elementwise(hbm_bytes)``. An optional ``launch_overhead_s`` attribute says how much
+    of each op's time is fixed launch cost (it is reported as "other"). ``perf.composition`` also
+    uses a ``<method>_many`` twin for array arguments when one exists, and the calibrated tables'
+    own names (``mla_decode``, ``mla_prefill``, ``moe``) for MLA attention and the fused MoE op.
+    ``p2p`` sends always come from the roofline (nothing measures them).
+    """
 
     def gemm(self, m: int, n: int, k: int, fmt: str) -> float: ...
 
@@ -83,5 +110,5 @@ class OpCosts(Protocol):
     ) -> float: ...
 
     def collective(self, op: str, bytes_per_gpu: float, n_gpus: int, link: str) -> float:
-        """op: all_reduce | all_gather | reduce_scatter | all_to_all; link: nvlink | ib."""
+        """op: all_reduce | all_gather | reduce_scatter | all_to_all | p2p; link: nvlink | ib."""
         ...

@@ -52,7 +52,7 @@ def build_pools(scenario) -> list[PoolPlan]:
             gpu=gpu, model=model, weights=weights.name, kv=kv_fmt.name, activations=act.name,
             layout=layout, framework=sv.framework, hop_b=sv.hop_b,
             kv_eviction_budget=scenario.model.kv_eviction_budget, resmoe_keep=scenario.model.resmoe_keep,
-            ops=ops, **({"step_overhead_s": sv.step_overhead_s} if sv.step_overhead_s is not None else {}),
+            ops=ops, nvlink_domain_size=domain, **({"step_overhead_s": sv.step_overhead_s} if sv.step_overhead_s is not None else {}),
         )
         mem = memory_plan(cspec, gpu_memory_utilization=sv.gpu_memory_utilization,
                           activation_reserve_bytes=sv.activation_reserve_gb * 1e9, field=f"pools.{role}")
@@ -63,7 +63,7 @@ def build_pools(scenario) -> list[PoolPlan]:
         peak_flops, _ = gpu.flops_for(get_format(act.name).compute_class)
         plans.append(PoolPlan(
             role=role, spec=spec, gpus_per_instance=layout.gpus, cost=cost,
-            kv_capacity_tokens=int(mem.kv_capacity_tokens),
+            kv_capacity_tokens=int(sv.kv_capacity_tokens or mem.kv_capacity_tokens),
             kv_bytes_per_token=model.kv_bytes_per_token(kv_fmt.bytes_per_element),
             peak_flops=peak_flops, peak_bw=gpu.mem_bw_Bps,
         ))

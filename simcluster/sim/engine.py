@@ -113,8 +113,9 @@ class Engine:
             self.pools[pl.role].append(inst)
         self.instances = [i for role in self.pools for i in self.pools[role]]
         self.entry_role = "colocated" if "colocated" in self.pools else "prefill"
-        # longest request each pool can ever hold (tokens): longer ones are rejected on arrival
-        self.max_tokens = {r: p.kv_capacity_tokens for r, p in self.plans.items()}
+        # KV blocks of one instance of each pool: a request needing more is rejected on arrival
+        self.block_size = block
+        self.max_blocks = [p.kv_capacity_tokens // block for p in self.plans.values()]
 
     # ------------------------------------------------------------------ arrivals
     def _source(self):
@@ -132,9 +133,9 @@ class Engine:
             self.arrive(Request(i, t, int(n_in[i]), int(n_out[i]), hashes[i] if hashes is not None else None))
 
     def arrive(self, req: Request) -> None:
-        total = req.n_in + req.n_out
-        if total > self.max_tokens[self.entry_role] or (
-                "decode" in self.max_tokens and total > self.max_tokens["decode"]):
+        # the most KV a request ever holds: prompt + all but the last output token, in whole blocks
+        blocks = -(-(req.n_in + req.n_out - 1) // self.block_size)
+        if any(blocks > cap for cap in self.max_blocks):
             self.terminate(req, rq.REJECTED, "too_long_for_kv_cache")
             return
         inst = self.router.pick(self.entry_role, self.pools[self.entry_role], req)
@@ -229,6 +230,8 @@ class Engine:
                     tl.append((now, f"link:{kind}", "utilisation_max", max(l.utilisation for l in ls)))
             tl.append((now, "cluster", "requests_in_flight", float(len(self.inflight))))
             tl.append((now, "cluster", "requests_done", float(self.n_done)))
+            if env.peek() == float("inf"):
+                return  # nothing else can happen: requests still in flight are stuck (reported by run)
             yield env.timeout(interval)
 
     # ------------------------------------------------------------------ run
