@@ -68,3 +68,32 @@ def test_poisson_workload_has_the_configured_rate(tmp_path):
     rate = (len(req) - 1) / (req.arrival_s.max() - req.arrival_s.min())
     # n gaps of an exponential: relative standard error 1/sqrt(n)
     assert abs(rate - lam) / lam < 4 / np.sqrt(len(req))
+
+
+def test_closed_loop_of_one_client_serialises_requests(tmp_path):
+    # one client, every request due at 0: each is sent when the previous finishes, so there is never
+    # a queue and the run lasts exactly N services of one constant step
+    n = 200
+    data = merged(CONSTANT_COLOCATED, clients={"max_concurrency": 1},
+                  workload={"num_requests": n, "arrival": {"process": "poisson", "rate_per_s": 1e6}})
+    summary, req, _ = run(tmp_path, data)
+    req = req.sort_values("finish_s")
+    assert (req.status == "completed").all()
+    assert np.allclose(req.queue_s, 0.0)
+    assert np.allclose(req.arrival_s.to_numpy()[1:], req.finish_s.to_numpy()[:-1])
+    assert req.finish_s.max() == pytest.approx(n * D, rel=1e-6, abs=1e-3)
+
+
+def test_closed_loop_concurrency_bounds_requests_in_flight(tmp_path):
+    c = 7
+    data = merged(CONSTANT_COLOCATED, clients={"max_concurrency": c},
+                  pools={"colocated": {**CONSTANT_COLOCATED["pools"]["colocated"], "max_num_seqs": 4}},
+                  workload={"num_requests": 500, "arrival": {"process": "poisson", "rate_per_s": 1e6},
+                            "input_tokens": {"dist": "fixed", "value": 16}, "output_tokens": {"dist": "fixed", "value": 5}})
+    summary, req, _ = run(tmp_path, data)
+    assert (req.status == "completed").all()
+    # at every send, fewer than c requests were in flight: count overlaps at each arrival
+    a = req.arrival_s.to_numpy()
+    f = req.finish_s.to_numpy()
+    in_flight = [(np.sum((a <= t) & (f > t))) for t in a]
+    assert max(in_flight) <= c

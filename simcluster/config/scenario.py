@@ -125,6 +125,17 @@ class OutputSpec(_Model):
     chunk_rows: PositiveInt = Field(65536, description="rows buffered before a parquet row group is written")
 
 
+class ClientsSpec(_Model):
+    """How the workload's requests are issued (like a benchmark client's flags)."""
+
+    max_concurrency: Optional[PositiveInt] = Field(
+        None,
+        description="at most this many requests in flight: a request due while the limit is reached is "
+        "sent when one finishes (its arrival_s is the send time). With every arrival at 0 this is a "
+        "closed loop of N clients, as in `vllm bench serve --max-concurrency N`",
+    )
+
+
 class RunSpec(_Model):
     max_sim_time_s: Optional[PositiveFloat] = Field(
         None, description="stop the clock here; requests still in flight end as 'unfinished'"
@@ -144,6 +155,7 @@ class Scenario(_Model):
     pools: PoolsSpec = PoolsSpec()
     cost: CostSection = CostSection()
     workload: WorkloadSpec
+    clients: ClientsSpec = ClientsSpec()
     slo: SLOSpec = SLOSpec()
     output: OutputSpec = OutputSpec()
     run: RunSpec = RunSpec()

@@ -266,6 +266,7 @@ class TableStepCost:
     """
 
     def __init__(self, spec: CostSpec) -> None:
+        self._run_cache: dict = {}  # (batch, context) -> (n, parts) of decode runs in flight
         self.spec = spec
         c = self.composer = Composer(spec)
         lay = spec.layout
@@ -528,7 +529,13 @@ class TableStepCost:
             return np.zeros(0)
         if batch <= 0:
             return np.full(n_steps, 0.0)
-        da, tok, kinds = self._run_parts(batch, context_tokens, n_steps)
+        da, tok, kinds = parts = self._run_parts(batch, context_tokens, n_steps)
+        # the engine asks for the totals of (a prefix of) the same run when it ends: keep its parts
+        # (a few runs of the instances sharing this model can be in flight at once)
+        cache = self._run_cache
+        if len(cache) >= 64:
+            cache.clear()
+        cache[(batch, context_tokens)] = (n_steps, parts)
         out = np.full(n_steps, tok[LAT] + self._overhead)
         ovh = self._core_ovh
         for layers, _, busy in kinds:
@@ -544,7 +551,13 @@ class TableStepCost:
     def decode_run_totals(self, batch: int, context_tokens: int, n_steps: int) -> StepTime:
         if n_steps <= 0 or batch <= 0:
             return StepTime(0.0)
-        da, tok, kinds = self._run_parts(batch, context_tokens, n_steps)
+        hit = self._run_cache.pop((batch, context_tokens), None)
+        if hit is not None and n_steps <= hit[0]:
+            da, tok, kinds = hit[1]
+            if n_steps < hit[0]:
+                kinds = [(layers, cg[:n_steps], busy[:n_steps]) for layers, cg, busy in kinds]
+        else:
+            da, tok, kinds = self._run_parts(batch, context_tokens, n_steps)
         w = tok[W] * n_steps
         kv = tok[KV] * n_steps
         comp = tok[COMP] * n_steps

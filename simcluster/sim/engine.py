@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,6 +79,9 @@ class Engine:
         self.kv_bytes_transferred = 0.0
         self.status_counts: dict[str, int] = {}
         self._next_i = 0
+        self.n_sent = 0
+        self.max_concurrency = scenario.clients.max_concurrency
+        self._held: deque[int] = deque()  # requests due but held back by the concurrency limit
         c = scenario.cluster
         self.transfer_latency_s = c.transfer_latency_s
         self._steps = recorder.steps
@@ -125,12 +129,22 @@ class Engine:
         n_in = w.input_tokens
         n_out = w.output_tokens
         hashes = w.hash_ids
+        limit = self.max_concurrency
         for i in range(len(arr)):
             t = float(arr[i])
             if t > env.now:
                 yield env.timeout(t - env.now)
             self._next_i = i + 1
-            self.arrive(Request(i, t, int(n_in[i]), int(n_out[i]), hashes[i] if hashes is not None else None))
+            if limit is not None and self.n_sent - self.n_done >= limit:
+                self._held.append(i)  # the client waits for a free slot
+                continue
+            self._send(i, t)
+
+    def _send(self, i: int, t: float) -> None:
+        w = self.workload
+        h = w.hash_ids[i] if w.hash_ids is not None else None
+        self.n_sent += 1
+        self.arrive(Request(i, t, int(w.input_tokens[i]), int(w.output_tokens[i]), h))
 
     def arrive(self, req: Request) -> None:
         # the most KV a request ever holds: prompt + all but the last output token, in whole blocks
@@ -158,15 +172,10 @@ class Engine:
             path = [src.links["nvlink_out"], dst.links["nvlink_in"]]
         else:
             path = [src.links["nic_out"], dst.links["nic_in"]]
-        lat = self.transfer_latency_s
-
-        def landed(_flow, req=req, src=src, dst=dst):
-            if lat > 0:
-                self.env.timeout(lat).callbacks.append(lambda _e: self._land(req, src, dst))
-            else:
-                self._land(req, src, dst)
-
-        self.network.start(path, size, landed)
+        # the fixed set-up latency is charged as bytes at the path's line rate (one event less per
+        # transfer; exact when the path is uncontended)
+        size_eff = size + self.transfer_latency_s * min(link.capacity_Bps for link in path)
+        self.network.start(path, size_eff, lambda _flow: self._land(req, src, dst))
 
     def _land(self, req: Request, src: Instance, dst: Instance) -> None:
         req.kv_end = self.env.now
@@ -198,6 +207,8 @@ class Engine:
             queue, ttft, tpot, e2e, req.preemptions,
         ))
         self.n_done += 1
+        if self._held:
+            self._send(self._held.popleft(), self.env.now)
         if self.progress is not None and (self.n_done & 1023) == 0:
             self.progress(self.n_done, self.env.now)
 
@@ -256,8 +267,12 @@ class Engine:
             reason = "time_limit" if limit is not None else "stalled"
             for rid in sorted(self.inflight):
                 self.terminate(self.inflight[rid], status, reason)
-        # requests arriving after the time limit never entered the system: still one row each
+        # requests held by the client or arriving after the time limit never entered the system
         w = self.workload
+        held, self._held = list(self._held), deque()
+        for i in held:
+            self.terminate(Request(i, float(w.arrival_s[i]), int(w.input_tokens[i]), int(w.output_tokens[i])),
+                           rq.UNFINISHED, "not_sent_before_time_limit")
         for i in range(self._next_i, self.n_total):
             self.terminate(Request(i, float(w.arrival_s[i]), int(w.input_tokens[i]), int(w.output_tokens[i])),
                            rq.UNFINISHED, "arrives_after_time_limit")

@@ -60,6 +60,7 @@ class Instance:
         self._asum = 0
         self._cnt = [0] * kv.block_size
         self._finish_heap: list[tuple[int, int, int, Request]] = []
+        self._joiners: list[Request] = []  # joined since the last step: their first gap is measured
         self._join_token = 0
 
         # outstanding work for routing: prompt tokens still to prefill here
@@ -251,6 +252,7 @@ class Instance:
         self._join_token += 1
         req.slot = self._join_token
         req.joined_run = True
+        self._joiners.append(req)
         self.running[req.id] = req
         self.ctx_base += req.n_in - req.join_step
         a, k = divmod(req.n_in - req.join_step - 1, self.kv.block_size)
@@ -435,18 +437,25 @@ class Instance:
         eng = self.engine
         B = len(self.running)
         # inter-token gaps: a request that joined at this run's start waited since its last token
-        joiners = [r for r in self.running.values() if r.joined_run]
-        first_end = start + float(lats[0])
-        for r in joiners:
-            eng.itl.add_one(first_end - r.last_token)
-            r.joined_run = False
-        if B > len(joiners):
-            eng.itl.add_one(float(lats[0]), B - len(joiners))
+        cum = self._cum
+        first = float(lats[0])
+        first_end = start + first
+        itl = eng.itl
+        fresh = 0
+        if self._joiners:
+            running = self.running
+            for r in self._joiners:
+                if r.joined_run and r.id in running:
+                    itl.add_one(first_end - r.last_token)
+                    r.joined_run = False
+                    fresh += 1
+            self._joiners.clear()
+        if B > fresh:
+            itl.add_one(first, B - fresh)
         if j > 1:
-            eng.itl.add_many(lats[1:], B)
+            itl.add_run(lats[1:], float(cum[j - 1]) - float(cum[0]), B)
         s0 = self.steps_done
         self.steps_done += j
-        cum = self._cum
         h = self._finish_heap
         while h:
             step, rid, token, req = h[0]

@@ -30,13 +30,18 @@ def build_workload(scenario, base_dir: Path, trace: str | None = None):
 
 
 def run_scenario(scenario, base_dir: Path, out_dir: Path, *, trace: str | None = None,
-                 progress: bool = False) -> dict:
-    """Replay ``scenario``; write the outputs to ``out_dir``; return the summary dict."""
+                 progress: bool = False, workload=None) -> dict:
+    """Replay ``scenario``; write the outputs to ``out_dir``; return the summary dict.
+
+    ``workload`` (a :class:`simcluster.workload.Workload`) replaces the scenario's workload section
+    when given (programmatic use: benchmarks, sweeps); ``trace`` does the same from a file.
+    """
     from simcluster.catalog.gpus import get_gpu
     from simcluster.sim.deployment import build_pools
     from simcluster.sim.engine import Engine
 
-    workload = build_workload(scenario, base_dir, trace)
+    if workload is None:
+        workload = build_workload(scenario, base_dir, trace)
     if len(workload) == 0:
         raise UserError("the workload has no requests", where="workload")
     pools = build_pools(scenario)
