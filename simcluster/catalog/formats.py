@@ -52,6 +52,10 @@ FORMATS: dict[str, NumberFormat] = {
         # Use mxfp4 / nvfp4 for byte accounting that includes the block scales.
         NumberFormat("fp4", 4, compute_class="fp4"),
         NumberFormat("int4", 4, 32, 16, compute_class="int8"),  # weight-only INT4, group 32, fp16 scale (AWQ/GPTQ style)
+        # FP8 E4M3 with block scales (DeepSeek-V3 style: one FP32 scale per 128x128 weight tile and per
+        # 1x128 activation group); the weight scales add 32/16384 bits per element (counted). Priced
+        # from the measured ``fp8_block`` GEMM and MoE tables, which differ from per-tensor FP8.
+        NumberFormat("fp8_block", 8, 16384, 32, compute_class="fp8"),
     )
 }
 
@@ -65,6 +69,8 @@ def get_format(name: str, *, field: str | None = None) -> NumberFormat:
         key = "fp16"
     if key in ("e4m3", "float8", "fp8_e4m3"):
         key = "fp8"
+    if key in ("fp8_blockwise", "fp8-block", "fp8block"):
+        key = "fp8_block"
     try:
         return FORMATS[key]
     except KeyError:

@@ -179,9 +179,60 @@ MODELS: dict[str, ModelSpec] = {
             sliding_window=128, sliding_window_layers=18,
             source="openai/gpt-oss-120b config.json (alternating sliding/full attention)",
         ),
+        # -- added for the silicon validation set (docs/validation.md); shapes from each config.json
+        _spec(
+            name="kimi-k2", num_layers=61, hidden_size=7168, num_attention_heads=64,
+            num_kv_heads=64, head_dim=128, intermediate_size=18432, vocab_size=163840,
+            attention="mla", q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128,
+            qk_rope_head_dim=64, v_head_dim=128, num_experts=384, num_experts_per_token=8,
+            moe_intermediate_size=2048, num_shared_experts=1, first_k_dense_layers=1,
+            max_context=262144,
+            source="moonshotai/Kimi-K2-Instruct and Kimi-K2.5 config.json (text model; DeepSeek-V3 "
+            "architecture with 64 heads and 384 experts)",
+        ),
+        _spec(
+            name="glm-5", num_layers=78, hidden_size=6144, num_attention_heads=64,
+            num_kv_heads=64, head_dim=64, intermediate_size=12288, vocab_size=154880,
+            attention="mla", q_lora_rank=2048, kv_lora_rank=512, qk_nope_head_dim=192,
+            qk_rope_head_dim=64, v_head_dim=256, num_experts=256, num_experts_per_token=8,
+            moe_intermediate_size=2048, num_shared_experts=1, first_k_dense_layers=3,
+            max_context=202752,
+            source="zai-org/GLM-5-FP8 config.json (GlmMoeDsa: MLA + MoE; the DSA sparse-attention indexer "
+            "is not modelled: attention is dense MLA)",
+        ),
+        _spec(
+            name="minimax-m2", num_layers=62, hidden_size=3072, num_attention_heads=48,
+            num_kv_heads=8, head_dim=128, intermediate_size=1536, vocab_size=200064,
+            num_experts=256, num_experts_per_token=8, moe_intermediate_size=1536,
+            max_context=196608,
+            source="MiniMaxAI/MiniMax-M2 config.json (MiniMaxM2ForCausalLM; M2.5 shares the architecture): "
+            "62 full-attention layers, GQA 48/8, head_dim 128, 256 experts top-8, no shared expert",
+        ),
+        _spec(
+            name="gpt-oss-20b", num_layers=24, hidden_size=2880, num_attention_heads=64,
+            num_kv_heads=8, head_dim=64, intermediate_size=2880, vocab_size=201088,
+            num_experts=32, num_experts_per_token=4, moe_intermediate_size=2880,
+            sliding_window=128, sliding_window_layers=12,
+            source="openai/gpt-oss-20b config.json (alternating sliding/full attention)",
+        ),
+        _spec(
+            # Hybrid: 45 Gated-DeltaNet (linear attention) layers and 15 gated full-attention layers.
+            # The linear layers are represented as windowed layers [INFERRED]: their recurrent state
+            # (64 value heads x 128 x 128, bf16 = 2 MiB per layer and sequence) equals the KV of a
+            # 2,048-token window of the full layers' geometry at 2 x 2 x 256 x 2 B per token; the
+            # projections are costed with the full layers' shapes (within ~10 % of the DeltaNet ones).
+            name="qwen3.5-397b-a17b", num_layers=60, hidden_size=4096, num_attention_heads=32,
+            num_kv_heads=2, head_dim=256, intermediate_size=1024, vocab_size=248320,
+            num_experts=512, num_experts_per_token=10, moe_intermediate_size=1024, num_shared_experts=1,
+            sliding_window=2048, sliding_window_layers=45, max_context=262144,
+            source="Qwen/Qwen3.5-397B-A17B config.json (text_config; linear-attention layers approximated "
+            "as 2,048-token windows, see the comment)",
+        ),
     )
 }
 MODELS["deepseek-r1"] = MODELS["deepseek-v3"].with_name("deepseek-r1")  # same architecture
+MODELS["kimi-k2.5"] = MODELS["kimi-k2"].with_name("kimi-k2.5")  # same text model
+MODELS["minimax-m2.5"] = MODELS["minimax-m2"].with_name("minimax-m2.5")  # same architecture
 
 _ALIASES = {
     "llama3.1-8b": "llama-3.1-8b", "meta-llama/llama-3.1-8b": "llama-3.1-8b",
@@ -194,6 +245,21 @@ _ALIASES = {
     "deepseek-ai/deepseek-v3": "deepseek-v3", "deepseek-ai/deepseek-r1": "deepseek-r1",
     "deepseek-ai/deepseek-r1-0528": "deepseek-r1", "deepseek-ai/deepseek-v3-0324": "deepseek-v3",
     "openai/gpt-oss-120b": "gpt-oss-120b",
+    # checkpoints of the catalog architectures (quantised releases keep the shapes)
+    "qwen/qwen3-235b-a22b-fp8": "qwen3-235b-a22b", "qwen/qwen3-32b-fp8": "qwen3-32b",
+    "nvidia/qwen3-32b-nvfp4": "qwen3-32b", "nvidia/qwen3-235b-a22b-nvfp4": "qwen3-235b-a22b",
+    "nvidia/llama-3.1-8b-instruct-fp8": "llama-3.1-8b", "nvidia/llama-3.3-70b-instruct-fp8": "llama-3.1-70b",
+    "nvidia/llama-3.1-70b-instruct-fp8": "llama-3.1-70b", "meta-llama/llama-3.3-70b": "llama-3.1-70b",
+    "llama-3.3-70b": "llama-3.1-70b",
+    "nvidia/deepseek-r1-nvfp4": "deepseek-r1", "nvidia/deepseek-r1-0528-nvfp4": "deepseek-r1",
+    "nvidia/deepseek-r1-fp4": "deepseek-r1", "nvidia/deepseek-v3-0324-nvfp4": "deepseek-v3",
+    "nvidia/deepseek-v3.1-nvfp4": "deepseek-v3", "deepseek-ai/deepseek-v3.1": "deepseek-v3",
+    "moonshotai/kimi-k2-instruct": "kimi-k2", "moonshotai/kimi-k2-thinking": "kimi-k2",
+    "moonshotai/kimi-k2.5": "kimi-k2.5", "nvidia/kimi-k2.5-nvfp4": "kimi-k2.5",
+    "zhipuai/glm-5": "glm-5", "zai-org/glm-5": "glm-5", "zai-org/glm-5-fp8": "glm-5", "nvidia/glm-5-nvfp4": "glm-5",
+    "minimaxai/minimax-m2": "minimax-m2", "minimaxai/minimax-m2.5": "minimax-m2.5",
+    "qwen/qwen3.5-397b-a17b": "qwen3.5-397b-a17b", "qwen/qwen3.5-397b-a17b-fp8": "qwen3.5-397b-a17b",
+    "openai/gpt-oss-20b": "gpt-oss-20b",
 }
 
 

@@ -64,8 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("simcluster: aborted", err=True)
         return 130
-    except click.ClickException as exc:  # usage errors: unknown option, missing argument, bad value
-        exc.show()
+    except click.UsageError as exc:  # unknown option, missing argument, bad value: one line
+        cmd = exc.ctx.command_path if exc.ctx is not None else "simcluster"
+        click.echo(f"simcluster: error: {exc.format_message()} (see '{cmd} --help')", err=True)
+        return 2
+    except click.ClickException as exc:
+        click.echo(f"simcluster: error: {exc.format_message()}", err=True)
         return 2
     except BrokenPipeError:
         return 0

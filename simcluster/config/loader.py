@@ -4,34 +4,35 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
 
 import yaml
 from pydantic import ValidationError
 
+from simcluster.config.paths import dotted_location
 from simcluster.errors import UserError
 
 DEFAULT_SCENARIO = "default.yaml"  # shipped in simcluster/data/
 
 
-def _dotted(loc: tuple[Any, ...]) -> str:
-    parts: list[str] = []
-    for p in loc:
-        if isinstance(p, int):
-            parts.append(f"[{p}]")
-        else:
-            # discriminated unions add the tag (e.g. 'synthetic') to the location: keep it, it helps
-            parts.append(("." if parts else "") + str(p))
-    return "".join(parts)
-
-
-def _format_validation_error(exc: ValidationError, source: str) -> str:
+def _format_validation_error(exc: ValidationError, source: str, data: dict) -> str:
     lines = []
     for err in exc.errors()[:5]:
-        where = _dotted(tuple(err.get("loc", ())))
-        msg = err.get("msg", "invalid value")
-        if err.get("type") == "extra_forbidden":
+        where = dotted_location(tuple(err.get("loc", ())), data, missing=err.get("type") == "missing")
+        msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+        kind = err.get("type")
+        if kind == "extra_forbidden":
             msg = "unknown key"
+        elif kind in ("union_tag_invalid", "union_tag_not_found"):
+            ctx = err.get("ctx", {})
+            tag = str(ctx.get("discriminator", "")).strip("'")
+            where = f"{where}.{tag}" if tag else where
+            msg = (f"{ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
+                   if kind == "union_tag_invalid" else "required but missing")
+            lines.append(f"{where}: {msg}")
+            continue
+        elif kind == "missing":
+            msg = "required but missing"
         elif "input" in err and err.get("type") not in ("missing",):
             msg = f"{msg} (got {err['input']!r})"
         lines.append(f"{where or '<root>'}: {msg}")
@@ -113,7 +114,7 @@ def load_scenario(
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        raise UserError(_format_validation_error(exc, source)) from None
+        raise UserError(_format_validation_error(exc, source, data)) from None
     return scenario, base
 
 

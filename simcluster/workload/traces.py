@@ -210,7 +210,10 @@ class _CsvTable:
         try:
             table = pa_csv.read_csv(
                 io.BytesIO(body),
-                read_options=pa_csv.ReadOptions(column_names=names),
+                # Single-threaded: with Arrow's thread pool busy here, the process was seen to
+                # abort at exit now and then (pyarrow 26, "terminate called without an active
+                # exception"); one thread also keeps a 1M-row file near one second.
+                read_options=pa_csv.ReadOptions(column_names=names, use_threads=False),
                 # No quoting and no newlines inside values: one row per line, always.
                 parse_options=pa_csv.ParseOptions(quote_char=False, escape_char=False, ignore_empty_lines=True),
                 # Everything as text; the callers convert and can then name the bad field.
