@@ -51,7 +51,9 @@ class ClusterSpec(_Model):
 
 
 class ModelSection(_Model):
-    name: str = "llama-3.1-70b"
+    """The model and its number formats (bits per element include block scales: docs/perf.md)."""
+
+    name: str = Field("llama-3.1-70b", description="catalog name (see `simcluster cost --help`) or path to a Hugging Face config.json")
     weights: str = Field("fp8", description="number format of the weights")
     kv_cache: str = Field("fp8", description="number format of the KV cache")
     activations: str = Field("bf16", description="number format of activations (and the math)")
@@ -66,7 +68,7 @@ class ModelSection(_Model):
 class PoolSpec(_Model):
     """A pool of identical instances. One instance = one model replica on ``layout`` GPUs."""
 
-    instances: NonNegativeInt = 1
+    instances: NonNegativeInt = Field(1, description="instances in the pool")
     layout: str = Field("tp=1", description="parallel layout, e.g. tp=8, tp=4,pp=2, dp=8,ep=8, kvp=4,tpa=8,tpf=32")
     max_num_seqs: PositiveInt = Field(256, description="max sequences in a batch")
     max_num_batched_tokens: PositiveInt = Field(8192, description="token budget per step (prefill chunks + decodes)")
@@ -77,16 +79,22 @@ class PoolSpec(_Model):
 
 
 class PoolsSpec(_Model):
+    """The pools of instances: prefill + decode (disaggregated) or colocated."""
+
     prefill: Optional[PoolSpec] = None
     decode: Optional[PoolSpec] = None
     colocated: Optional[PoolSpec] = None
 
 
 class ServingSpec(_Model):
-    framework: Literal["vllm", "sglang", "trtllm"] = "vllm"
-    mode: Literal["disaggregated", "colocated"] = "disaggregated"
+    """How the serving framework runs the pools."""
+
+    framework: Literal["vllm", "sglang", "trtllm"] = Field(
+        "vllm", description="serving framework: selects its measured kernels and scheduler defaults")
+    mode: Literal["disaggregated", "colocated"] = Field(
+        "disaggregated", description="disaggregated: prefill and decode pools with KV transfer; colocated: one pool")
     block_size: PositiveInt = Field(16, description="tokens per paged-KV block")
-    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0)
+    gpu_memory_utilization: float = Field(0.9, gt=0.0, le=1.0, description="fraction of GPU memory the engine may use")
     activation_reserve_gb: NonNegativeFloat = Field(
         4.0, description="GPU memory per GPU kept for activations, CUDA graphs and NCCL buffers, GB"
     )
@@ -98,26 +106,39 @@ class ServingSpec(_Model):
         None, description="override the KV-cache capacity per instance (tokens); default: from GPU memory "
         "minus weights and the activation reserve"
     )
-    router: Literal["round_robin", "least_outstanding", "prefix_aware"] = "least_outstanding"
+    router: Literal["round_robin", "least_outstanding", "prefix_aware"] = Field(
+        "least_outstanding", description="routing policy across a pool's instances (docs/scenarios.md)")
     hop_b: bool = Field(True, description="Helix HOP-B overlap of the All-to-All with attention")
+    framework_profile: bool = Field(
+        False,
+        description="apply the framework's scheduler profile (perf/framework.py): CUDA-graph batch padding, "
+        "per-step CPU overheads, fused or sequential mixed batching; the step overhead then comes from the "
+        "profile (serving.step_overhead_s still overrides it)",
+    )
 
 
 class CostSection(_Model):
+    """Where step latencies come from."""
+
     source: Literal["roofline", "calibrated", "constant"] = Field(
         "calibrated",
         description="calibrated: measured op tables (roofline x fitted efficiency outside them); roofline: "
         "analytic only; constant: every step takes constant_step_s (for queueing experiments)",
     )
-    constant_step_s: PositiveFloat = 0.01
+    constant_step_s: PositiveFloat = Field(0.01, description="step time of the constant cost model, seconds")
 
 
 class SLOSpec(_Model):
-    ttft_s: Optional[PositiveFloat] = 2.0
-    tpot_s: Optional[PositiveFloat] = 0.1
-    e2e_s: Optional[PositiveFloat] = None
+    """Service-level objectives for goodput and attainment (null: not constrained)."""
+
+    ttft_s: Optional[PositiveFloat] = Field(2.0, description="time to first token bound, seconds")
+    tpot_s: Optional[PositiveFloat] = Field(0.1, description="time per output token bound, seconds")
+    e2e_s: Optional[PositiveFloat] = Field(None, description="end-to-end latency bound, seconds")
 
 
 class OutputSpec(_Model):
+    """What is written."""
+
     steps: bool = Field(True, description="write steps.parquet (one row per step or run of decode steps)")
     timeline_interval_s: Optional[PositiveFloat] = Field(
         None, description="sampling interval of timeline.parquet; default: span / 2000, at least 1 s"
@@ -137,6 +158,8 @@ class ClientsSpec(_Model):
 
 
 class RunSpec(_Model):
+    """Run control."""
+
     max_sim_time_s: Optional[PositiveFloat] = Field(
         None, description="stop the clock here; requests still in flight end as 'unfinished'"
     )
@@ -146,15 +169,17 @@ from simcluster.workload.spec import WorkloadSpec  # noqa: E402  (after the mode
 
 
 class Scenario(_Model):
-    name: str = "scenario"
-    description: str = ""
-    seed: NonNegativeInt = 0
+    """A whole simulation: hardware, model, serving, pools, costs, workload, SLOs, outputs."""
+
+    name: str = Field("scenario", description="names the default output folder")
+    description: str = Field("", description="free text, kept in the outputs' metadata")
+    seed: NonNegativeInt = Field(0, description="seed of the run's random streams (same seed, same bytes)")
     cluster: ClusterSpec = ClusterSpec()
     model: ModelSection = ModelSection()
     serving: ServingSpec = ServingSpec()
     pools: PoolsSpec = PoolsSpec()
     cost: CostSection = CostSection()
-    workload: WorkloadSpec
+    workload: WorkloadSpec = Field(description="requests: a trace or a synthetic generator (docs/workloads.md)")
     clients: ClientsSpec = ClientsSpec()
     slo: SLOSpec = SLOSpec()
     output: OutputSpec = OutputSpec()

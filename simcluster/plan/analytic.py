@@ -32,6 +32,7 @@ exception: the message is kept and the sweep goes on).
 
 from __future__ import annotations
 
+import functools
 import math
 import traceback
 from collections import OrderedDict
@@ -45,8 +46,8 @@ from simcluster.plan.space import PARAMS, RATE_MATCHED
 # Result columns of a point, after the parameters (see docs/planning.md for units).
 METRICS = (
     "point_id", "status", "reason", "error",
-    "layout_kind", "tp", "pp", "ep", "dp", "kvp", "tpa", "tpf", "tpo", "gpus_per_instance",
-    "prefill_layout_used", "prefill_batch_used", "prefill_kind", "prefill_tp", "prefill_pp", "prefill_ep",
+    "layout_label", "layout_kind", "tp", "pp", "ep", "dp", "kvp", "tpa", "tpf", "tpo", "gpus_per_instance",
+    "prefill_layout_used", "prefill_label", "prefill_batch_used", "prefill_kind", "prefill_tp", "prefill_pp", "prefill_ep",
     "prefill_dp", "prefill_kvp", "prefill_gpus_per_instance",
     "gpus", "n_prefill", "n_decode", "ctx_gen_ratio", "ratio_error",
     "ttl_s", "ftl_s", "ttft_s", "tpot_s", "e2e_s",
@@ -60,7 +61,8 @@ METRICS = (
 _INT_METRICS = {"tp", "pp", "ep", "dp", "kvp", "tpa", "tpf", "tpo", "gpus_per_instance", "prefill_batch_used",
                 "prefill_tp", "prefill_pp", "prefill_ep", "prefill_dp", "prefill_kvp", "prefill_gpus_per_instance",
                 "gpus", "n_prefill", "n_decode", "concurrency", "kv_capacity_tokens", "kv_tokens_needed"}
-_STR_METRICS = {"point_id", "status", "reason", "error", "layout_kind", "prefill_layout_used", "prefill_kind"}
+_STR_METRICS = {"point_id", "status", "reason", "error", "layout_label", "layout_kind", "prefill_layout_used",
+                "prefill_label", "prefill_kind"}
 
 
 class Invalid(Exception):
@@ -262,7 +264,7 @@ class Evaluator:
             lay = cfg.layout if cfg is not None and cfg.layout is not None else Layout.parse(layout, field=None)
         except UserError:
             return
-        row.update(layout_kind=lay.kind, tp=lay.tpa, pp=lay.pp, ep=lay.ep, dp=lay.dp, kvp=lay.kvp, tpa=lay.tpa,
+        row.update(layout_label=_label(str(lay)), layout_kind=lay.kind, tp=lay.tpa, pp=lay.pp, ep=lay.ep, dp=lay.dp, kvp=lay.kvp, tpa=lay.tpa,
                    tpf=lay.tpf, tpo=lay.tpo, gpus_per_instance=lay.gpus)
 
     def _common(self, p: dict, row: dict, cfg: _Config) -> None:
@@ -319,7 +321,7 @@ class Evaluator:
         n_p, n_d = ir.n_prefill, ir.n_decode
         kv_req = cfg.kv_bytes_per_token * _kv_len(isl, p["kv_eviction_budget"])  # bytes moved per request
         row.update(
-            prefill_layout_used=pre["layout"], prefill_batch_used=pre["batch"], prefill_kind=plc.kind,
+            prefill_layout_used=pre["layout"], prefill_label=_label(pre["layout"]), prefill_batch_used=pre["batch"], prefill_kind=plc.kind,
             prefill_tp=plc.tpa, prefill_pp=plc.pp, prefill_ep=plc.ep, prefill_dp=plc.dp, prefill_kvp=plc.kvp,
             prefill_gpus_per_instance=plc.gpus,
             gpus=n_p * plc.gpus + n_d * lay.gpus, n_prefill=n_p, n_decode=n_d, ctx_gen_ratio=r, ratio_error=ir.error,
@@ -380,10 +382,15 @@ def _kv_len(tokens: int, budget: int | None) -> int:
     return int(tokens if budget is None else min(tokens, budget))
 
 
-def layout_short(lay) -> str:
+@functools.lru_cache(maxsize=4096)
+def _label(canonical: str) -> str:
     from simcluster.plan.space import layout_label
 
-    return layout_label(str(lay))
+    return layout_label(canonical)
+
+
+def layout_short(lay) -> str:
+    return _label(str(lay))
 
 
 def evaluate_points(evaluator: Evaluator, points: list[tuple], ids: list[str]) -> list[dict]:

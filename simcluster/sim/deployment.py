@@ -6,6 +6,8 @@ model's ``step`` / ``decode_run``.
 
 from __future__ import annotations
 
+import dataclasses
+
 from simcluster.catalog.formats import get_format
 from simcluster.catalog.gpus import get_gpu
 from simcluster.catalog.models import get_model
@@ -16,7 +18,14 @@ from simcluster.sim.engine import PoolPlan
 ROLES_BY_MODE = {"disaggregated": ("prefill", "decode"), "colocated": ("colocated",)}
 
 
-def build_pools(scenario) -> list[PoolPlan]:
+def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> list[PoolPlan]:
+    """The pools of ``scenario``.
+
+    ``cost_cache`` (optional, caller-owned) memoises op tables per (GPU, framework) and step-cost
+    models per configuration across calls (validation and sweeps build thousands of similar
+    deployments). ``profile`` (a :class:`~simcluster.perf.framework.FrameworkProfile`) replaces the
+    framework's default profile when ``serving.framework_profile`` is on.
+    """
     from simcluster.perf.layout import Layout
     from simcluster.perf.step_cost import CostSpec, build_step_cost, memory_plan
 
@@ -30,7 +39,18 @@ def build_pools(scenario) -> list[PoolPlan]:
     if scenario.cost.source == "calibrated":
         from simcluster.perf.calibration.ops import CalibratedOps
 
-        ops = CalibratedOps(gpu, framework=sv.framework)
+        key = ("ops", gpu.name, sv.framework)
+        ops = cost_cache.get(key) if cost_cache is not None else None
+        if ops is None:
+            ops = CalibratedOps(gpu, framework=sv.framework)
+            if cost_cache is not None:
+                cost_cache[key] = ops
+    if sv.framework_profile and profile is None:
+        from simcluster.perf.framework import get_profile
+
+        profile = get_profile(sv.framework, field="serving.framework")
+    if not sv.framework_profile:
+        profile = None
 
     roles = ROLES_BY_MODE[sv.mode]
     pools_cfg = scenario.pools
@@ -54,12 +74,27 @@ def build_pools(scenario) -> list[PoolPlan]:
             kv_eviction_budget=scenario.model.kv_eviction_budget, resmoe_keep=scenario.model.resmoe_keep,
             ops=ops, nvlink_domain_size=domain, **({"step_overhead_s": sv.step_overhead_s} if sv.step_overhead_s is not None else {}),
         )
+        if profile is not None:
+            # the profile owns the per-step overheads; an explicit serving.step_overhead_s still wins
+            if sv.step_overhead_s is not None:
+                profile = profile.with_(decode_overhead_s=sv.step_overhead_s, decode_overhead_per_seq_s=0.0,
+                                        prefill_overhead_s=sv.step_overhead_s, eager_overhead_s=0.0)
+            cspec = dataclasses.replace(cspec, step_overhead_s=0.0)
         mem = memory_plan(cspec, gpu_memory_utilization=sv.gpu_memory_utilization,
                           activation_reserve_bytes=sv.activation_reserve_gb * 1e9, field=f"pools.{role}")
         if scenario.cost.source == "constant":
             cost = ConstantStepCost(scenario.cost.constant_step_s)
         else:
-            cost = build_step_cost(cspec)
+            ckey = ("cost", cspec, profile)
+            cost = cost_cache.get(ckey) if cost_cache is not None else None
+            if cost is None:
+                cost = build_step_cost(cspec)
+                if profile is not None:
+                    from simcluster.perf.framework import ScheduledStepCost
+
+                    cost = ScheduledStepCost(cost, profile, dp=layout.dp)
+                if cost_cache is not None:
+                    cost_cache[ckey] = cost
         peak_flops, _ = gpu.flops_for(get_format(act.name).compute_class)
         plans.append(PoolPlan(
             role=role, spec=spec, gpus_per_instance=layout.gpus, cost=cost,

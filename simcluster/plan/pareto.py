@@ -1,0 +1,104 @@
+"""Pareto frontiers: throughput (tokens/s/GPU) against interactivity (tokens/s/user), both maximised.
+
+A point is on the frontier when no other point is at least as good on both axes and strictly better
+on one. Equal points are all kept (neither dominates the other).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+X = "tokens_per_s_per_gpu"
+Y = "tokens_per_s_per_user"
+
+# Columns of pareto.parquet, in order (those the points have).
+FRONTIER_COLUMNS = (
+    "group", "point_id", X, Y, "ttft_s", "tpot_s", "e2e_s", "gpus", "tp", "pp", "ep", "dp", "kvp", "tpa", "tpf",
+    "tpo", "layout_label", "layout_kind", "decode_batch", "mode", "ratio", "ctx_gen_ratio", "n_prefill",
+    "n_decode", "prefill_label", "prefill_batch_used", "gpu", "model", "isl", "osl", "weights", "kv",
+    "activations", "framework", "hop_b", "exchange_model", "usd_per_million_tokens",
+)
+
+
+def pareto_mask(x, y) -> np.ndarray:
+    """Boolean mask of the non-dominated points of (x, y), both to be maximised. O(n log n).
+
+    NaN coordinates are never on the frontier.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n = len(x)
+    mask = np.zeros(n, dtype=bool)
+    ok = np.flatnonzero(~(np.isnan(x) | np.isnan(y)))
+    if len(ok) == 0:
+        return mask
+    order = ok[np.lexsort((-x[ok], -y[ok]))]  # y descending, then x descending
+    best_above = -np.inf  # best x among points with strictly greater y
+    i = 0
+    while i < len(order):
+        j = i
+        yi = y[order[i]]
+        while j < len(order) and y[order[j]] == yi:
+            j += 1
+        group = order[i:j]
+        top = x[group[0]]  # the group's max x (sorted descending)
+        if top > best_above:
+            mask[group[x[group] == top]] = True
+        best_above = max(best_above, top)
+        i = j
+    return mask
+
+
+def brute_force_mask(x, y) -> np.ndarray:
+    """The definition, O(n²): for tests."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    out = np.zeros(len(x), dtype=bool)
+    for i in range(len(x)):
+        if np.isnan(x[i]) or np.isnan(y[i]):
+            continue
+        dom = (x >= x[i]) & (y >= y[i]) & ((x > x[i]) | (y > y[i]))
+        out[i] = not dom.any()
+    return out
+
+
+def group_key(df, group_by: list[str]):
+    cols = [c for c in group_by if c in df.columns]
+    if not cols:
+        return ["all"] * len(df)
+    return df[cols].astype(str).agg("|".join, axis=1).tolist() if len(df) else []
+
+
+def frontier(df, group_by: list[str] = ("model", "isl", "osl")):
+    """The frontier rows of the ``ok`` points of ``df``, per group, sorted by interactivity.
+
+    Adds a ``group`` column (the group values joined by ``|``).
+    """
+    import pandas as pd
+
+    ok = df[df["status"] == "ok"].copy()
+    if ok.empty:
+        return pd.DataFrame(columns=[c for c in FRONTIER_COLUMNS])
+    ok["group"] = group_key(ok, list(group_by))
+    parts = []
+    for _, g in ok.groupby("group", sort=True):
+        parts.append(g[pareto_mask(g[X].to_numpy(), g[Y].to_numpy())])
+    out = pd.concat(parts).sort_values(["group", Y], ascending=[True, False])
+    cols = [c for c in FRONTIER_COLUMNS if c in out.columns]
+    return out[cols].reset_index(drop=True)
+
+
+def best_throughput_at(front_x, front_y, y_min: float) -> float:
+    """Highest throughput on a frontier among points with interactivity ≥ ``y_min`` (NaN if none)."""
+    fx = np.asarray(front_x, dtype=float)
+    fy = np.asarray(front_y, dtype=float)
+    sel = fy >= y_min
+    return float(fx[sel].max()) if sel.any() else float("nan")
+
+
+def best_interactivity_at(front_x, front_y, x_min: float) -> float:
+    """Highest interactivity on a frontier among points with throughput ≥ ``x_min`` (NaN if none)."""
+    fx = np.asarray(front_x, dtype=float)
+    fy = np.asarray(front_y, dtype=float)
+    sel = fx >= x_min
+    return float(fy[sel].max()) if sel.any() else float("nan")
