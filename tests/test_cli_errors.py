@@ -140,3 +140,22 @@ def test_overrides_never_crash(key, value):
         load_scenario(None, [f"{key}={value}"])
     except UserError as exc:
         assert str(exc)
+
+
+def test_scenario_reference_doc_is_generated_from_the_code():
+    from pathlib import Path
+
+    from simcluster.config.reference import reference
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "scenario-reference.md"
+    assert doc.read_text() == reference(), "regenerate: python -m simcluster.config.reference > docs/scenario-reference.md"
+
+
+def test_every_example_scenario_validates():
+    from pathlib import Path
+
+    scen = Path(__file__).resolve().parents[1] / "scenarios"
+    files = [p for p in scen.rglob("*.yaml") if "studies" not in p.parts]
+    assert files
+    for p in files:
+        load_scenario(p)

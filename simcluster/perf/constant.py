@@ -25,3 +25,6 @@ class ConstantStepCost:
     def decode_run_totals(self, batch: int, context_tokens: int, n_steps: int) -> StepTime:
         t = self.step_s * n_steps
         return StepTime(t, other_s=t)
+
+    def decode_run_work(self, batch: int, context_tokens: int, n_steps: int) -> tuple[float, float]:
+        return 0.0, 0.0

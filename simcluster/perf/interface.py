@@ -65,6 +65,9 @@ class StepCostModel(Protocol):
         Vectorised: one call for a whole run of identical-batch steps.
         """
 
+    def decode_run_work(self, batch: int, context_tokens: int, n_steps: int) -> tuple[float, float]:
+        """(FLOPs, HBM bytes) of the same run, for MFU/MBU when no per-step breakdown is recorded."""
+
     def decode_run_totals(self, batch: int, context_tokens: int, n_steps: int) -> StepTime:
         """Component sums over the same run (for recording and MFU/MBU); ``latency_s`` is the sum."""
 

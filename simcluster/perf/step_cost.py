@@ -548,6 +548,31 @@ class TableStepCost:
     def _span(self, da: int, core: np.ndarray) -> np.ndarray:
         return exchange_span(da, core, self._tm1, self._t_batch(da), self._hop_b, self.spec.exchange_model)
 
+    def decode_run_work(self, batch: int, context_tokens: int, n_steps: int) -> tuple[float, float]:
+        """(FLOPs, HBM bytes) of a run of decode steps, summed over the instance: the part of
+        :meth:`decode_run_totals` that MFU/MBU need, without classifying each step's bound."""
+        if n_steps <= 0 or batch <= 0:
+            return 0.0, 0.0
+        hit = self._run_cache.pop((batch, context_tokens), None)
+        if hit is not None and n_steps <= hit[0]:
+            da, tok, kinds = hit[1]
+            sums = [(layers, float(cg[:n_steps].sum())) for layers, cg, _ in kinds]
+        else:
+            da = -(-batch // self._dp)
+            tok = self._dec.at(batch) if self._dp == 1 else _add(
+                _add(self._attn.at(da), self._ffn.at(batch)), self._logit.at(da))
+            c = context_tokens / batch + np.arange(n_steps, dtype=float)
+            sums = [(layers, float(((np.minimum(c, cap) if cap != math.inf else c) / self._kvp).sum()))
+                    for layers, cap in self._kinds]
+        kr, kb, kf = self._kv_coef
+        flops = tok[FLOPS] * n_steps
+        hbm = tok[BYTES] * n_steps
+        for layers, csum in sums:
+            flops += layers * da * kf * csum
+            hbm += layers * da * (kr * csum + kb * n_steps)
+        n = self._n_gpu
+        return flops * n, hbm * n
+
     def decode_run_totals(self, batch: int, context_tokens: int, n_steps: int) -> StepTime:
         if n_steps <= 0 or batch <= 0:
             return StepTime(0.0)

@@ -18,7 +18,6 @@ import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable
 
 from simcluster.errors import UserError
@@ -201,7 +200,3 @@ class Progress:
     def close(self) -> None:
         if self._t is not None:
             self._t.close()
-
-
-def _unused(_: Path) -> None:  # pragma: no cover
-    pass

@@ -66,10 +66,16 @@ def group_key(df, group_by: list[str]):
     cols = [c for c in group_by if c in df.columns]
     if not cols:
         return ["all"] * len(df)
-    return df[cols].astype(str).agg("|".join, axis=1).tolist() if len(df) else []
+    if not len(df):
+        return []
+    parts = [df[c].astype(object).where(df[c].notna(), "-").map(str) for c in cols]
+    key = parts[0]
+    for part in parts[1:]:
+        key = key + "|" + part
+    return key.tolist()
 
 
-def frontier(df, group_by: list[str] = ("model", "isl", "osl")):
+def frontier(df, group_by: list[str] = ("model", "isl", "osl", "mode", "ratio")):
     """The frontier rows of the ``ok`` points of ``df``, per group, sorted by interactivity.
 
     Adds a ``group`` column (the group values joined by ``|``).

@@ -198,7 +198,7 @@ class SLOSpec(_Spec):
 
 
 class ParetoSpec(_Spec):
-    group_by: list[str] = ["model", "isl", "osl"]
+    group_by: list[str] = ["model", "isl", "osl", "mode", "ratio"]
 
 
 class ReplaySpec(_Spec):

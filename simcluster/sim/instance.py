@@ -79,6 +79,7 @@ class Instance:
         self.busy_time = 0.0
         self.flops = 0.0
         self.hbm_bytes = 0.0
+        self._record_steps = engine.recorder.steps is not None
         self.proc = self.env.process(self._loop())
 
     # ------------------------------------------------------------------ load signals (router, timeline)
@@ -395,9 +396,15 @@ class Instance:
                 yield env.timeout(max(self._cut_at - env.now, 0.0))
             self._cuttable = False
             j = self._run_cut
-            st = self.cost.decode_run_totals(B, ctx, j)
-            self._account(st, j)
-            self.engine.record_step(self, start, "decode", j, B, 0, B * j, ctx, st)
+            if self._record_steps:
+                st = self.cost.decode_run_totals(B, ctx, j)
+                self._account(st, j)
+                self.engine.record_step(self, start, "decode", j, B, 0, B * j, ctx, st)
+            else:
+                flops, hbm = self.cost.decode_run_work(B, ctx, j)
+                self.busy_time += float(cum[j - 1])
+                self.flops += flops
+                self.hbm_bytes += hbm
             self._complete_decode_steps(j, start)
 
     def _shape(self, chunks, B: int) -> BatchShape:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -469,7 +470,7 @@ def _read_burstgpt(path: Path) -> Workload:
 
 _MOONCAKE_SCHEMA = pa.schema(
     [
-        ("timestamp", pa.int64()),
+        ("timestamp", pa.float64()),  # milliseconds, whole or not
         ("input_length", pa.int64()),
         ("output_length", pa.int64()),
         ("hash_ids", pa.list_(pa.int64())),
@@ -483,10 +484,9 @@ def _read_mooncake(path: Path) -> Workload:
     rows = lines.nonblank(whitespace_is_blank=True)
     if rows.size == 0:  # e.g. only a byte-order mark
         raise UserError("the file is empty", where=str(path))
-    fast = _mooncake_fast(lines.data, rows.size)
+    fast = _mooncake_fast(lines, rows)
     if fast is not None:
-        timestamps_ms, inputs, outputs, hash_ids = fast
-        arrival = timestamps_ms / 1000.0
+        arrival, inputs, outputs, hash_ids = fast
     else:
         arrival, inputs, outputs, hash_ids = _mooncake_rows(lines, rows)
     return Workload(
@@ -499,18 +499,19 @@ def _read_mooncake(path: Path) -> Workload:
     )
 
 
-def _mooncake_fast(data: bytes, n_rows: int):
+def _mooncake_fast(lines: _Lines, rows: np.ndarray):
     """Parse a well-formed Mooncake file with pyarrow; ``None`` when anything looks off.
 
-    ``None`` hands the file to the row-by-row reader, which is the authority on errors (and on
-    fractional millisecond timestamps, which it converts exactly). This path only accepts input
-    the row-by-row reader would read to the same values.
+    ``None`` hands the file to the row-by-row reader, which is the authority on errors. This
+    path only accepts input that the row-by-row reader reads to the same values.
     """
     import pyarrow.json as pa_json
 
+    n_rows = rows.size
     try:
         table = pa_json.read_json(
-            io.BytesIO(data),
+            io.BytesIO(lines.data),
+            read_options=pa_json.ReadOptions(use_threads=False),  # see _CsvTable
             parse_options=pa_json.ParseOptions(explicit_schema=_MOONCAKE_SCHEMA, unexpected_field_behavior="ignore"),
         )
     except (pa.ArrowException, ValueError):
@@ -520,14 +521,16 @@ def _mooncake_fast(data: bytes, n_rows: int):
     columns = [table.column(k) for k in MOONCAKE_KEYS]
     if any(c.null_count for c in columns):
         return None
-    timestamps, inputs, outputs = (c.to_numpy() for c in columns)
-    if (
-        timestamps.min() < 0
-        or timestamps.max() >= _EXACT_FLOAT_INT
-        or np.any(np.diff(timestamps) < 0)
-        or inputs.min() < 1
-        or outputs.min() < 1
-    ):
+    stamps_ms, inputs, outputs = (c.to_numpy() for c in columns)
+    if not np.all(np.isfinite(stamps_ms)) or inputs.min() < 1 or outputs.min() < 1:
+        return None
+    if np.all(stamps_ms == np.floor(stamps_ms)) and np.abs(stamps_ms).max() < _EXACT_FLOAT_INT:
+        seconds = stamps_ms / 1000.0  # whole milliseconds: exact integers, one rounding
+    else:
+        seconds = _exact_ms_to_s(lines, rows)
+        if seconds is None:
+            return None
+    if seconds.min() < 0 or np.any(np.diff(seconds) < 0):
         return None
     hashes = table.column("hash_ids")
     if hashes.null_count == n_rows:
@@ -541,7 +544,29 @@ def _mooncake_fast(data: bytes, n_rows: int):
         hash_ids = _split(values, offsets - offsets[0])
     else:
         return None
-    return timestamps, inputs, outputs, hash_ids
+    return seconds, inputs, outputs, hash_ids
+
+
+_TIMESTAMP_TEXT = re.compile(rb'"timestamp"\s*:\s*([-+0-9.]+)\s*[,}]')
+
+
+def _exact_ms_to_s(lines: _Lines, rows: np.ndarray) -> np.ndarray | None:
+    """Fractional millisecond timestamps, converted from their text as exactly as
+    :func:`_json_ms_to_s` does; ``None`` unless each data line has exactly one plain match.
+
+    A parsed float64 would be rounded twice (text to ms, ms / 1000); appending ``e-3`` to the
+    decimal text lets ``float()`` round the exact quotient once.
+    """
+    found = list(_TIMESTAMP_TEXT.finditer(lines.data))
+    if len(found) != rows.size:
+        return None
+    at = np.searchsorted(lines.ends, np.fromiter((m.start() for m in found), np.int64, len(found)), side="left")
+    if not np.array_equal(at, rows):
+        return None
+    try:
+        return np.array([float(m.group(1) + b"e-3") for m in found], dtype=np.float64)
+    except ValueError:
+        return None
 
 
 def _reject_constant(name: str) -> None:
