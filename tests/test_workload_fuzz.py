@@ -176,11 +176,15 @@ def _mooncake_line(ts, inp, out, hashes, drop):
         min_size=1,
         max_size=8,
     ),
-    monotone=st.booleans(),
+    monotone=st.sampled_from([None, "whole", "fractional"]),
+    fraction=st.floats(0, 9.99, allow_nan=False),
 )
-def test_mooncake_fast_path_agrees_with_the_row_by_row_reader(rows, monotone):
+def test_mooncake_fast_path_agrees_with_the_row_by_row_reader(rows, monotone, fraction):
     if monotone:  # mostly-valid files, so the fast path gets exercised too
-        rows = [(i * 10, abs(hash(str(r[1]))) % 5000 + 1, 7, r[3], None) for i, r in enumerate(rows)]
+        rows = [
+            (i * 10 if monotone == "whole" else repr(i * 10 + fraction), abs(hash(str(r[1]))) % 5000 + 1, 7, r[3], None)
+            for i, r in enumerate(rows)
+        ]
     text = "\n".join(_mooncake_line(*r) for r in rows) + "\n"
     result = read_bytes_as_trace(text.encode(), "mooncake", ".jsonl")
     with tempfile.TemporaryDirectory() as tmp:

@@ -57,7 +57,8 @@ def _check(cond: bool, flag: str, msg: str) -> None:
 @click.option("--hop-b/--no-hop-b", default=True, show_default=True, help="Helix HOP-B overlap.")
 @click.option("--exchange-model", type=click.Choice(["batched", "per_request"]), default="batched",
               show_default=True, help="How the Helix All-to-All is issued (see docs/perf.md).")
-@click.option("--framework", default="vllm", show_default=True, help="vllm, sglang, trtllm or ideal.")
+@click.option("--framework", type=click.Choice(["vllm", "sglang", "trtllm", "ideal"]), default="vllm",
+              show_default=True, help="Serving framework (its kernels and overheads); ideal: no overhead.")
 @click.option("--sol", is_flag=True, help="Speed of light: 100% of peak bandwidth and FLOP/s, no overheads.")
 @click.option("--kv-budget", type=int, default=None, help="KV eviction budget in tokens per sequence.")
 @click.option("--resmoe-keep", type=float, default=1.0, show_default=True,
@@ -69,10 +70,13 @@ def _check(cond: bool, flag: str, msg: str) -> None:
 @click.option("--step-overhead", type=float, default=None, help="Host overhead per step, seconds.")
 @click.option("--allow-cross-domain", is_flag=True, help="Allow collective groups larger than an NVLink domain.")
 @click.option("--gpu-memory-utilization", type=float, default=0.9, show_default=True)
+@click.option("--source", type=click.Choice(["calibrated", "roofline"]), default="calibrated", show_default=True,
+              help="Op costs from the measured tables (roofline x fitted efficiency outside them) or the "
+                   "analytic roofline. --sol implies roofline.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def cost(gpu, model, weights, kv, activations, phase, batch, context, tokens, layout, hop_b, exchange_model,
          framework, sol, kv_budget, resmoe_keep, a2a_payload, n_stat, moe_imbalance, step_overhead,
-         allow_cross_domain, gpu_memory_utilization, as_json):
+         allow_cross_domain, gpu_memory_utilization, source, as_json):
     """Latency of one step of one configuration, broken down by op and phase."""
     from simcluster.perf.layout import Layout
     from simcluster.perf.step_cost import CostSpec, build_step_cost, memory_plan
@@ -90,8 +94,13 @@ def cost(gpu, model, weights, kv, activations, phase, batch, context, tokens, la
     _check(tokens >= 1, "--tokens", f"must be at least 1, got {tokens}")
     _check(0.0 < gpu_memory_utilization <= 1.0, "--gpu-memory-utilization",
            f"must be in (0, 1], got {gpu_memory_utilization}")
+    ops = None
+    if source == "calibrated" and not sol:
+        from simcluster.perf.calibration import CalibratedOps
+
+        ops = CalibratedOps(gpu_spec, framework=framework if framework != "ideal" else "vllm")
     try:
-        spec = CostSpec(gpu_spec, model_spec, weights, kv, activations, lay, framework=framework, hop_b=hop_b,
+        spec = CostSpec(gpu_spec, model_spec, weights, kv, activations, lay, framework=framework, hop_b=hop_b, ops=ops,
                         kv_eviction_budget=kv_budget, resmoe_keep=resmoe_keep, a2a_payload=a2a_payload,
                         step_overhead_s=step_overhead, sol=sol, a2a_n_stat=n_stat,
                         moe_load_imbalance=moe_imbalance, exchange_model=exchange_model)
@@ -115,6 +124,7 @@ def cost(gpu, model, weights, kv, activations, phase, batch, context, tokens, la
             "framework": spec.framework, "hop_b": hop_b, "exchange_model": exchange_model, "sol": sol,
             "kv_eviction_budget": kv_budget, "resmoe_keep": resmoe_keep, "a2a_payload": a2a_payload,
             "a2a_n_stat": n_stat, "hbm_Bps_effective": c.roof.mem_Bps,
+            "source": "roofline(sol)" if sol else source,
         },
         "executes": {"gemm": c.gemm_executes, "attention": c.attn_executes,
                      "note": "widest of the operand formats, then the GPU's fallback when it lacks the class"},
@@ -145,6 +155,7 @@ def _table(r: dict) -> str:
         + ("  [speed of light]" if cfg["sol"] else ""),
         f"{shp['phase']}: batch {shp['batch']}, context {shp['context']:,}"
         + (f", {shp['tokens']:,} new tokens per request" if shp["phase"] == "prefill" else ""),
+        f"op costs: {cfg['source']} (framework {cfg['framework']})",
         f"formats: weights {cfg['weights']}, kv {cfg['kv']}, activations {cfg['activations']}; "
         f"GEMMs execute as {r['executes']['gemm']}, attention as {r['executes']['attention']}",
         "",
@@ -154,7 +165,7 @@ def _table(r: dict) -> str:
         f"  flops {r['flops'] / 1e9:,.1f} GFLOP, HBM {r['hbm_bytes'] / 1e9:,.3f} GB, "
         f"framework overhead {_fmt_s(r['step_overhead_s'])}",
     ]
-    head = f"    {'op':<22}{'time':>12}{'weights MB':>12}{'KV MB':>10}{'GFLOP':>10}  {'bound':<8}detail"
+    head = f"    {'op':<22}{'time':>12}{'weights MB':>12}{'KV MB':>10}{'GFLOP':>10}  {'bound':<8}{'source':<28}detail"
     for layer in r["layers"]:
         lines += ["", f"per layer × {layer['count']} ({layer['attention']} attention, {layer['ffn']} FFN): "
                       f"{_fmt_s(layer['latency_s'])}; DRAM read: weights {_fmt_s(layer['weight_read_s'])}, "
@@ -165,7 +176,7 @@ def _table(r: dict) -> str:
             lines.append(
                 f"    {op['name'] + (f' ×{reps:g}' if reps != 1 else ''):<22}{_fmt_s(op['time_s'] * reps):>12}"
                 f"{op['weight_bytes'] * reps / 1e6:>12.3f}{kv_mb:>10.3f}"
-                f"{op['flops'] * reps / 1e9:>10.3f}  {op['bound']:<8}{op['detail']}")
+                f"{op['flops'] * reps / 1e9:>10.3f}  {op['bound']:<8}{op.get('source', ''):<28}{op['detail']}")
     for hop in r["hop_b"]:
         lines.append(
             f"    Helix All-to-All ({hop['kind']} layers, {hop['exchange_model']}): "
@@ -177,7 +188,7 @@ def _table(r: dict) -> str:
         n = op["count"]
         lines.append(f"    {op['name'] + (f' ×{n:g}' if n != 1 else ''):<22}"
                      f"{_fmt_s(op['time_s'] * op['count']):>12}{op['weight_bytes'] / 1e6:>12.3f}{0:>10.3f}"
-                     f"{op['flops'] / 1e9:>10.3f}  {op['bound']:<8}{op['detail']}")
+                     f"{op['flops'] / 1e9:>10.3f}  {op['bound']:<8}{op.get('source', ''):<28}{op['detail']}")
     mem = r["memory"]
     lines.append("")
     if mem["fits"]:

@@ -540,6 +540,19 @@ class Composer:
         return cap
 
     # ------------------------------------------------------------------ exact breakdown
+    def _reset_provenance(self) -> None:
+        ops = self.spec.ops
+        if ops is not None and hasattr(ops, "last_sources"):
+            ops.last_sources = np.zeros(0, dtype=np.uint8)
+            ops.last_source = ""
+
+    def _provenance(self) -> str:
+        """Where the op's time came from: measured / interpolated / extrapolated(...) / roofline."""
+        ops = self.spec.ops
+        if ops is None:
+            return "roofline(sol)" if self.spec.sol else "roofline"
+        return getattr(ops, "last_source", "") or "roofline"
+
     def describe(self, shape) -> dict:
         """The exact per-op cost of one step (no table lookups), as plain data.
 
@@ -556,9 +569,11 @@ class Composer:
             x = float(x_side[op.side])
             if op.count == 0:
                 continue
+            self._reset_provenance()
             ev = op.evaluate(np.array([x])) if x > 0 else OpEval(np.zeros(1))
             parts = [float(np.asarray(p).reshape(-1)[0]) for p in attribute(op.category, ev)]
             rec = _op_record(op.name, op.phase, op.per, op.count, ev, op.category, op.detail)
+            rec["source"] = self._provenance()
             per_op.append(rec)
             totals[W:OTHER + 1] += op.count * np.array(parts)
             totals[FLOPS] += op.count * rec["flops"]
@@ -570,12 +585,17 @@ class Composer:
             cap = self.context_cap(kind)
             core = OpEval(0.0)
             dec = pre = None
+            src = {}
             if sp.decode_seqs:
                 c = min(sp.decode_context / sp.decode_seqs, cap) / lay.kvp
+                self._reset_provenance()
                 dec = self.attention_decode(np.array([float(sp.decode_seqs)]), np.array([c]))
+                src["attention_decode"] = self._provenance()
             if sp.prefill_seqs:
+                self._reset_provenance()
                 pre = self.attention_prefill(sp.prefill_seqs, sp.prefill_tokens, sp.prefill_past, sp.prefill_pairs,
                                              kind.window)
+                src["attention_prefill"] = self._provenance()
             recs = []
             core_t = 0.0
             for name, ev in (("attention_decode", dec), ("attention_prefill", pre)):
@@ -583,6 +603,7 @@ class Composer:
                     continue
                 rec = _op_record(name, "attention", "layer", kind.layers, ev, "kv",
                                  f"{kind.name}, executes as {self.attn_executes}")
+                rec["source"] = src[name]
                 recs.append(rec)
                 parts = [float(np.asarray(p).reshape(-1)[0]) for p in attribute("kv", ev)]
                 totals[W:OTHER + 1] += kind.layers * np.array(parts)

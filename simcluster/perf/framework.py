@@ -287,6 +287,13 @@ class ScheduledStepCost:
         ovh = self._decode_overhead(batch) * n_steps
         return st._replace(latency_s=st.latency_s + ovh, other_s=st.other_s + ovh)
 
+    def decode_run_work(self, batch: int, context_tokens: int, n_steps: int) -> tuple[float, float]:
+        flops, hbm = self.base.decode_run_work(batch, context_tokens, n_steps)
+        if n_steps <= 0 or batch <= 0:
+            return flops, hbm
+        d = self._pad_delta(batch)
+        return flops + d.flops * n_steps, hbm + d.hbm_bytes * n_steps
+
     def describe(self, shape: BatchShape) -> dict:
         return self.base.describe(shape)
 

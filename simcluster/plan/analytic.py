@@ -257,15 +257,10 @@ class Evaluator:
             row["reason"] = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]
         return row
 
-    def _layout_columns(self, row: dict, layout: str, cfg: _Config | None) -> None:
-        from simcluster.perf.layout import Layout
-
-        try:
-            lay = cfg.layout if cfg is not None and cfg.layout is not None else Layout.parse(layout, field=None)
-        except UserError:
-            return
-        row.update(layout_label=_label(str(lay)), layout_kind=lay.kind, tp=lay.tpa, pp=lay.pp, ep=lay.ep, dp=lay.dp, kvp=lay.kvp, tpa=lay.tpa,
-                   tpf=lay.tpf, tpo=lay.tpo, gpus_per_instance=lay.gpus)
+    def _layout_columns(self, row: dict, layout: str) -> None:
+        cols = _layout_cols(layout)
+        if cols:
+            row.update(cols)
 
     def _common(self, p: dict, row: dict, cfg: _Config) -> None:
         row["weight_gb_per_gpu"] = cfg.mem.weight_bytes_per_gpu / 1e9
@@ -277,13 +272,12 @@ class Evaluator:
             row["usd_per_million_tokens"] = price / 3600.0 / tps * 1e6
 
     def _decode_point(self, p: dict, row: dict) -> None:
-        self._layout_columns(row, p["decode_layout"], None)
+        self._layout_columns(row, p["decode_layout"])
         isl, osl, b = p["isl"], p["osl"], p["decode_batch"]
         ctx = p["context_tokens"] if p["context_tokens"] is not None else isl + osl / 2.0
         kv_len = int(p["context_tokens"]) if p["context_tokens"] is not None else isl + osl
         d = self.decode_metrics(p, p["decode_layout"], b, ctx, kv_len)
         cfg = d["cfg"]
-        self._layout_columns(row, p["decode_layout"], cfg)
         ttl = d["ttl_s"]
         row.update(ttl_s=ttl, tpot_s=ttl, e2e_s=None, tokens_per_s_per_user=1.0 / ttl,
                    tokens_per_s_per_gpu=d["tps_gpu"], decode_tokens_per_s_per_gpu=d["tps_gpu"],
@@ -292,11 +286,10 @@ class Evaluator:
         self._common(p, row, cfg)
 
     def _disagg_point(self, p: dict, row: dict) -> None:
-        self._layout_columns(row, p["decode_layout"], None)
+        self._layout_columns(row, p["decode_layout"])
         isl, osl, bd = p["isl"], p["osl"], p["decode_batch"]
         d = self.decode_metrics(p, p["decode_layout"], bd, isl + osl / 2.0, isl + osl)
         cfg = d["cfg"]
-        self._layout_columns(row, p["decode_layout"], cfg)
         if str(p["prefill_layout"]).startswith("best-of:"):
             pre = self.best_prefill(p)
         else:
@@ -336,11 +329,10 @@ class Evaluator:
 
     def _colocated_point(self, p: dict, row: dict) -> None:
         layout = p["decode_layout"]
-        self._layout_columns(row, layout, None)
+        self._layout_columns(row, layout)
         cfg = self.config(p, layout)
         if cfg.error:
             raise Invalid(cfg.error)
-        self._layout_columns(row, layout, cfg)
         lay, mem = cfg.layout, cfg.mem
         isl, osl, b = p["isl"], p["osl"], p["decode_batch"]
         seqs = b * lay.pp
@@ -380,6 +372,19 @@ class Evaluator:
 def _kv_len(tokens: int, budget: int | None) -> int:
     """Tokens of KV a sequence keeps: all of them, or the eviction budget."""
     return int(tokens if budget is None else min(tokens, budget))
+
+
+@functools.lru_cache(maxsize=4096)
+def _layout_cols(layout: str) -> dict | None:
+    """The layout columns of a result row (``None`` when ``layout`` does not parse)."""
+    from simcluster.perf.layout import Layout
+
+    try:
+        lay = Layout.parse(layout, field=None)
+    except UserError:
+        return None
+    return dict(layout_label=_label(str(lay)), layout_kind=lay.kind, tp=lay.tpa, pp=lay.pp, ep=lay.ep, dp=lay.dp,
+                kvp=lay.kvp, tpa=lay.tpa, tpf=lay.tpf, tpo=lay.tpo, gpus_per_instance=lay.gpus)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -85,10 +85,13 @@ def frontier(df, group_by: list[str] = ("model", "isl", "osl", "mode", "ratio"))
     ok = df[df["status"] == "ok"].copy()
     if ok.empty:
         return pd.DataFrame(columns=[c for c in FRONTIER_COLUMNS])
-    ok["group"] = group_key(ok, list(group_by))
+    cols = [c for c in group_by if c in ok.columns]
     parts = []
-    for _, g in ok.groupby("group", sort=True):
-        parts.append(g[pareto_mask(g[X].to_numpy(), g[Y].to_numpy())])
+    for key, g in (ok.groupby(cols, sort=True, dropna=False) if cols else [((), ok)]):
+        key = key if isinstance(key, tuple) else (key,)
+        g = g[pareto_mask(g[X].to_numpy(), g[Y].to_numpy())].copy()
+        g["group"] = "|".join("-" if pd.isna(v) else str(v) for v in key) if cols else "all"
+        parts.append(g)
     out = pd.concat(parts).sort_values(["group", Y], ascending=[True, False])
     cols = [c for c in FRONTIER_COLUMNS if c in out.columns]
     return out[cols].reset_index(drop=True)

@@ -401,24 +401,60 @@ def layout_label(canonical: str) -> str:
 
 
 # ----------------------------------------------------------------------------- points
-def _canonical(value: Any) -> Any:
+def _encode(value: Any) -> str:
+    """Canonical text of one parameter value: 1.0 and 1 are the same value; strings are JSON-quoted."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
     if isinstance(value, float):
         if math.isfinite(value) and value == int(value) and abs(value) < 2 ** 53:
-            return int(value)  # 1.0 and 1 are the same parameter value
+            return str(int(value))
         return repr(value)
-    return value
+    return json.dumps(str(value))
+
+
+# Hashing order: every parameter but the batch, then the batch. Consecutive points of an expansion
+# differ only in the batch, so the text of everything before it is encoded once per run of points.
+_ID_ORDER = tuple(n for n in PARAMS if n != "decode_batch") + ("decode_batch",)
+_ID_INDEX = tuple(PARAMS.index(n) for n in _ID_ORDER)
+_BATCH_INDEX = PARAMS.index("decode_batch")
+
+
+def _encode_part(names, values) -> str:
+    return "".join(f"{n}={_encode(v)};" for n, v in zip(names, values))
 
 
 def point_id(params: dict[str, Any] | tuple) -> str:
-    """Stable id of a design point: 16 hex digits of SHA-256 over its parameters (sorted JSON).
+    """Stable id of a design point: 16 hex digits of SHA-256 over its parameters.
 
-    Depends only on the parameter values (not on the spec's order, Python's hash seed or the
-    process), so a resumed sweep recognises the points it has already done.
+    The hashed text is ``name=value;`` for every parameter (the order of :data:`PARAMS` with
+    ``decode_batch`` moved last), with canonical values (:func:`_encode`). It depends only on the
+    parameter values (not on the spec's order, Python's hash seed or the process), so a resumed
+    sweep recognises the points already done.
     """
-    if isinstance(params, tuple):
-        params = dict(zip(PARAMS, params))
-    text = json.dumps({k: _canonical(v) for k, v in sorted(params.items())}, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    if isinstance(params, dict):
+        params = tuple(params.get(n) for n in PARAMS)
+    values = [params[i] for i in _ID_INDEX]
+    return hashlib.sha256(_encode_part(_ID_ORDER, values).encode()).hexdigest()[:16]
+
+
+class _IdMaker:
+    """:func:`point_id` for many points, encoding all but the batch once per run of points."""
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._text = ""
+
+    def __call__(self, point: tuple) -> str:
+        key = point[:_BATCH_INDEX] + point[_BATCH_INDEX + 1:]
+        if key != self._key:
+            self._key = key
+            self._text = _encode_part(_ID_ORDER[:-1], [point[i] for i in _ID_INDEX[:-1]])
+        text = self._text + f"decode_batch={_encode(point[_BATCH_INDEX])};"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def prefill_space_id(layouts: list[str], batches: list[int]) -> str:
@@ -490,8 +526,9 @@ def iter_points(spec: SweepSpec) -> Iterator[tuple]:
 def expand(spec: SweepSpec) -> Expansion:
     """All points of ``spec`` with their ids (duplicates removed, first kept)."""
     points, ids, seen = [], [], set()
+    make_id = _IdMaker()
     for p in iter_points(spec):
-        pid = point_id(p)
+        pid = make_id(p)
         if pid in seen:
             continue
         seen.add(pid)

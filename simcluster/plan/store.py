@@ -113,15 +113,17 @@ class PointStore:
 
     def done_ids(self) -> set[str]:
         """Point ids already written (any status: an error is a recorded result too)."""
-        done: set[str] = set()
-        for f in self.part_files():
-            try:
-                t = pq.read_table(f, columns=["point_id"])
-            except Exception as exc:  # noqa: BLE001
-                raise UserError(f"unreadable part file ({exc}); delete it to recompute its points",
-                                where=str(f)) from None
-            done.update(t.column("point_id").to_pylist())
-        return done
+        if not self.part_files():
+            return set()
+        return set(self._read_table(["point_id"]).column("point_id").to_pylist())
+
+    def _read_table(self, columns: list[str] | None) -> pa.Table:
+        # one multi-threaded dataset read; hidden temporaries (".tmp-*") are ignored by the reader
+        try:
+            return pq.read_table(self.dir, columns=columns, schema=SCHEMA)
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"unreadable part file in the points dataset ({exc}); delete it to recompute its "
+                            f"points", where=str(self.dir)) from None
 
     def write(self, points: list[tuple], rows: list[dict]) -> Path:
         """Write one batch atomically; returns the part file."""
@@ -145,11 +147,13 @@ class PointStore:
             cols = ["point_id"] + cols
         if not files:
             return SCHEMA.empty_table().to_pandas() if cols is None else SCHEMA.empty_table().select(cols).to_pandas()
-        tables = [pq.read_table(f, columns=cols) for f in files]
-        df = pa.concat_tables(tables, promote_options="default").to_pandas()
-        df = df.drop_duplicates("point_id", keep="last")
+        table = self._read_table(cols)
         if ids is not None:
-            df = df[df["point_id"].isin(ids)]
+            import pyarrow.compute as pc
+
+            table = table.filter(pc.is_in(table.column("point_id"), value_set=pa.array(sorted(ids), pa.string())))
+        df = table.to_pandas()
+        df = df.drop_duplicates("point_id", keep="last")
         return df.reset_index(drop=True)
 
 
