@@ -13,6 +13,7 @@ from simcluster.catalog.gpus import get_gpu
 from simcluster.catalog.models import get_model
 from simcluster.errors import UserError
 from simcluster.perf.constant import ConstantStepCost
+from simcluster.perf.pipeline import PipelinedStepCost
 from simcluster.sim.engine import PoolPlan
 
 ROLES_BY_MODE = {"disaggregated": ("prefill", "decode"), "colocated": ("colocated",)}
@@ -80,8 +81,13 @@ def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> li
                 profile = profile.with_(decode_overhead_s=sv.step_overhead_s, decode_overhead_per_seq_s=0.0,
                                         prefill_overhead_s=sv.step_overhead_s, eager_overhead_s=0.0)
             cspec = dataclasses.replace(cspec, step_overhead_s=0.0)
-        mem = memory_plan(cspec, gpu_memory_utilization=sv.gpu_memory_utilization,
-                          activation_reserve_bytes=sv.activation_reserve_gb * 1e9, field=f"pools.{role}")
+        mkey = ("memory", cspec, sv.gpu_memory_utilization, sv.activation_reserve_gb)
+        mem = cost_cache.get(mkey) if cost_cache is not None else None
+        if mem is None:
+            mem = memory_plan(cspec, gpu_memory_utilization=sv.gpu_memory_utilization,
+                              activation_reserve_bytes=sv.activation_reserve_gb * 1e9, field=f"pools.{role}")
+            if cost_cache is not None:
+                cost_cache[mkey] = mem
         if scenario.cost.source == "constant":
             cost = ConstantStepCost(scenario.cost.constant_step_s)
         else:
@@ -89,6 +95,8 @@ def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> li
             cost = cost_cache.get(ckey) if cost_cache is not None else None
             if cost is None:
                 cost = build_step_cost(cspec)
+            if layout.pp > 1:  # micro-batches in flight across the stages
+                cost = PipelinedStepCost(cost, layout.pp)
                 if profile is not None:
                     from simcluster.perf.framework import ScheduledStepCost
 
