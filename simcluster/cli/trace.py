@@ -54,7 +54,7 @@ def _format_stats(stats: dict) -> str:
 @click.option("--format", "fmt", type=_READ_CHOICES, default="auto", show_default=True, help="Input format.")
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as JSON.")
 def stats(file: Path, fmt: str, as_json: bool) -> None:
-    """Count, duration, rate, token percentiles and prefix reuse of a trace FILE."""
+    """Statistics of a trace FILE: count, rate, token percentiles, prefix reuse."""
     result = workload_stats(read_trace(file, fmt))
     click.echo(json.dumps(result, indent=2) if as_json else _format_stats(result))
 

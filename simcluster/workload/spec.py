@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from simcluster.config.paths import dotted_location
 from simcluster.errors import UserError
 from simcluster.workload import synthetic
 from simcluster.workload.traces import read_trace
@@ -215,28 +216,6 @@ WorkloadSpec = Annotated[Union[TraceWorkloadSpec, SyntheticWorkloadSpec], Field(
 _WORKLOAD_ADAPTER: TypeAdapter = TypeAdapter(WorkloadSpec)
 
 
-def _dotted(loc: tuple, data: Any, prefix: str, missing: bool) -> str:
-    """A pydantic error location as a dotted scenario path.
-
-    Discriminated unions insert their tag (``'synthetic'``, ``'poisson'``) into ``loc``; those are
-    dropped by walking the input alongside: an item that is not a key of the current mapping is a
-    tag, unless it is the missing field a ``missing`` error names.
-    """
-    parts = [prefix] if prefix else []
-    node = data
-    for i, item in enumerate(loc):
-        if isinstance(node, dict):
-            if item in node:
-                parts.append(str(item))
-                node = node[item]
-            elif missing and i == len(loc) - 1:
-                parts.append(str(item))
-        elif isinstance(node, (list, tuple)) and isinstance(item, int) and 0 <= item < len(node):
-            parts.append(str(item))
-            node = node[item]
-    return ".".join(parts)
-
-
 def parse_workload_spec(data: Any, where: str = "workload") -> TraceWorkloadSpec | SyntheticWorkloadSpec:
     """Validate a ``workload:`` mapping; errors become a :class:`UserError` at the field's dotted path."""
     try:
@@ -244,7 +223,7 @@ def parse_workload_spec(data: Any, where: str = "workload") -> TraceWorkloadSpec
     except ValidationError as exc:
         err = exc.errors()[0]
         kind = err["type"]
-        path = _dotted(tuple(err["loc"]), data, where, missing=kind == "missing")
+        path = dotted_location(tuple(err["loc"]), data, where, missing=kind == "missing")
         message = err["msg"].removeprefix("Value error, ")
         if kind in ("union_tag_invalid", "union_tag_not_found"):
             tag = err.get("ctx", {}).get("discriminator", "").strip("'")
@@ -299,7 +278,9 @@ def build_workload(
         if spec.window_s is not None:
             workload = time_window(workload, spec.window_s[0], spec.window_s[1])
             if len(workload) == 0:
-                raise UserError(f"no request of {spec.path} arrives in the window {list(spec.window_s)}", where="workload.window_s")
+                raise UserError(
+                    f"no request of {spec.path} arrives in the window {list(spec.window_s)}", where="workload.window_s"
+                )
         workload = scale_rate(workload, spec.rate_scale)
         if spec.max_requests is not None:
             workload = head(workload, spec.max_requests)

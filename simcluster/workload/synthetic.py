@@ -80,7 +80,9 @@ def _check_count(num_requests: int | None, duration_s: float | None, rate_per_s:
     if (num_requests is None) == (duration_s is None):
         raise UserError("give exactly one of num_requests and duration_s", where="workload")
     if num_requests is not None and not 1 <= num_requests <= MAX_SYNTHETIC_REQUESTS:
-        raise UserError(f"num_requests must be in [1, {MAX_SYNTHETIC_REQUESTS:,}], got {num_requests}", where="workload.num_requests")
+        raise UserError(
+            f"num_requests must be in [1, {MAX_SYNTHETIC_REQUESTS:,}], got {num_requests}", where="workload.num_requests"
+        )
     if duration_s is not None:
         if not (math.isfinite(duration_s) and duration_s > 0):
             raise UserError(f"duration_s must be a positive number, got {duration_s!r}", where="workload.duration_s")
@@ -118,7 +120,9 @@ def _renewal_times(draw_gaps, rate_per_s: float, num_requests: int | None, durat
 
 def _check_rate(rate_per_s: float) -> None:
     if not (isinstance(rate_per_s, (int, float)) and math.isfinite(rate_per_s) and rate_per_s > 0):
-        raise UserError(f"rate_per_s must be a positive number, got {rate_per_s!r}", where="workload.arrival.rate_per_s")
+        raise UserError(
+            f"rate_per_s must be a positive number, got {rate_per_s!r}", where="workload.arrival.rate_per_s"
+        )
 
 
 @dataclass(frozen=True)
@@ -130,9 +134,12 @@ class PoissonArrivals:
     def __post_init__(self) -> None:
         _check_rate(self.rate_per_s)
 
-    def times(self, rng: np.random.Generator, *, num_requests: int | None = None, duration_s: float | None = None) -> np.ndarray:
+    def times(
+        self, rng: np.random.Generator, *, num_requests: int | None = None, duration_s: float | None = None
+    ) -> np.ndarray:
         _check_count(num_requests, duration_s, self.rate_per_s)
-        return _renewal_times(lambda k: rng.exponential(1.0 / self.rate_per_s, size=k), self.rate_per_s, num_requests, duration_s)
+        mean_gap = 1.0 / self.rate_per_s
+        return _renewal_times(lambda k: rng.exponential(mean_gap, size=k), self.rate_per_s, num_requests, duration_s)
 
     def describe(self) -> str:
         return f"poisson {self.rate_per_s:g}/s"
@@ -154,7 +161,9 @@ class GammaArrivals:
         if not (isinstance(self.cv, (int, float)) and math.isfinite(self.cv) and self.cv > 0):
             raise UserError(f"cv must be a positive number, got {self.cv!r}", where="workload.arrival.cv")
 
-    def times(self, rng: np.random.Generator, *, num_requests: int | None = None, duration_s: float | None = None) -> np.ndarray:
+    def times(
+        self, rng: np.random.Generator, *, num_requests: int | None = None, duration_s: float | None = None
+    ) -> np.ndarray:
         _check_count(num_requests, duration_s, self.rate_per_s)
         shape = 1.0 / self.cv**2
         scale = self.cv**2 / self.rate_per_s
@@ -173,7 +182,9 @@ class ConstantArrivals:
     def __post_init__(self) -> None:
         _check_rate(self.rate_per_s)
 
-    def times(self, rng: np.random.Generator | None = None, *, num_requests: int | None = None, duration_s: float | None = None) -> np.ndarray:
+    def times(
+        self, rng: np.random.Generator | None = None, *, num_requests: int | None = None, duration_s: float | None = None
+    ) -> np.ndarray:
         _check_count(num_requests, duration_s, self.rate_per_s)
         if num_requests is None:
             num_requests = math.ceil(duration_s * self.rate_per_s) + 1
@@ -250,7 +261,9 @@ class LognormalLength:
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.median) and math.isfinite(self.p90) and 0 < self.median < self.p90):
-            raise UserError(f"lognormal lengths need 0 < median < p90, got median={self.median}, p90={self.p90}", where="workload")
+            raise UserError(
+                f"lognormal lengths need 0 < median < p90, got median={self.median}, p90={self.p90}", where="workload"
+            )
         if self.min_tokens is not None and self.max_tokens is not None and self.min_tokens > self.max_tokens:
             raise UserError(f"min {self.min_tokens} is above max {self.max_tokens}", where="workload")
 
@@ -332,7 +345,14 @@ class QuantileLength:
 
     def __post_init__(self) -> None:
         p, q = np.asarray(self.probabilities, float), np.asarray(self.quantiles, float)
-        if p.ndim != 1 or p.shape != q.shape or p.size < 2 or p[0] != 0 or p[-1] != 1 or np.any(np.diff(p) <= 0) or np.any(np.diff(q) < 0):
+        if (
+            p.ndim != 1
+            or p.shape != q.shape
+            or p.size < 2
+            or (p[0], p[-1]) != (0, 1)
+            or np.any(np.diff(p) <= 0)
+            or np.any(np.diff(q) < 0)
+        ):
             raise ValueError(f"{self.name}: not a valid quantile table")
         object.__setattr__(self, "probabilities", p)
         object.__setattr__(self, "quantiles", q)
@@ -368,7 +388,9 @@ def load_preset(name: str) -> dict:
 def preset_length(name: str, side: str) -> QuantileLength:
     """The ``side`` (``"input"`` or ``"output"``) length distribution of preset ``name``."""
     table = load_preset(name)[f"{side}_tokens"]
-    return QuantileLength(np.array(table["probabilities"]), np.array(table["quantiles"]), name=f"preset {name} {side}")
+    return QuantileLength(
+        np.array(table["probabilities"]), np.array(table["quantiles"]), name=f"preset {name} {side}"
+    )
 
 
 def azure_conversation_like(

@@ -75,7 +75,7 @@ AZURE_WRITE_START = np.datetime64("2024-01-01T00:00:00", "ns")
 _SUPPORTED = (
     "supported formats: Azure LLM CSV (TIMESTAMP,ContextTokens,GeneratedTokens), "
     "Mooncake JSONL (timestamp, input_length, output_length[, hash_ids]), "
-    "BurstGPT CSV (Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type), "
+    f"BurstGPT CSV ({','.join(BURSTGPT_COLUMNS)}), "
     "simcluster parquet (arrival_s, input_tokens, output_tokens[, hash_ids])"
 )
 _INT64_MAX = np.iinfo(np.int64).max
@@ -88,15 +88,19 @@ _EXACT_FLOAT_INT = 2.0**53
 # Reading files and locating lines
 
 
+def _unreadable(path: Path, exc: OSError) -> UserError:
+    if isinstance(exc, FileNotFoundError):
+        return UserError("no such file", where=str(path))
+    if isinstance(exc, IsADirectoryError):
+        return UserError("is a directory, not a trace file", where=str(path))
+    return UserError(f"cannot read the file: {exc.strerror or exc}", where=str(path))
+
+
 def _read_bytes(path: Path) -> bytes:
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError("no such file", where=str(path)) from None
-    except IsADirectoryError:
-        raise UserError("is a directory, not a trace file", where=str(path)) from None
     except OSError as exc:
-        raise UserError(f"cannot read the file: {exc.strerror or exc}", where=str(path)) from None
+        raise _unreadable(path, exc) from None
     if not data or data.isspace():  # isspace() stops at the first other byte; strip() would copy
         raise UserError("the file is empty", where=str(path))
     return data
@@ -336,12 +340,8 @@ def detect_format(path: str | Path) -> str:
     try:
         with path.open("rb") as f:
             head = f.read(65536)
-    except FileNotFoundError:
-        raise UserError("no such file", where=str(path)) from None
-    except IsADirectoryError:
-        raise UserError("is a directory, not a trace file", where=str(path)) from None
     except OSError as exc:
-        raise UserError(f"cannot read the file: {exc.strerror or exc}", where=str(path)) from None
+        raise _unreadable(path, exc) from None
     if head.startswith(b"PAR1"):
         return "parquet"
     if not head.strip():
@@ -608,7 +608,8 @@ def _mooncake_rows(lines: _Lines, rows: np.ndarray):
             if isinstance(value, Decimal) and value == value.to_integral_value():
                 value = int(value)  # 512.0 is 512; 512.5 stays a Decimal and is refused below
             if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
-                lines.fail(line, f"{key} must be a number of tokens, found {type(value).__name__} {_short(json.dumps(value))}")
+                found = f"{type(value).__name__} {_short(json.dumps(value))}"
+                lines.fail(line, f"{key} must be a number of tokens, found {found}")
             if not (isinstance(value, int) and 1 <= value <= _INT64_MAX):
                 lines.fail(line, f"{key} {_describe_bad_count(str(value))}")
             out[i] = value
@@ -660,10 +661,10 @@ def _read_parquet(path: Path) -> Workload:
     import pyarrow.parquet as pq
 
     where = str(path)
+    if not path.is_file():  # pyarrow would read a folder as a dataset
+        raise _unreadable(path, IsADirectoryError() if path.is_dir() else FileNotFoundError())
     try:
-        table = pq.read_table(path)
-    except FileNotFoundError:
-        raise UserError("no such file", where=where) from None
+        table = pq.read_table(path, use_threads=False)  # see _CsvTable
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise UserError(f"not a readable parquet file: {exc}", where=where) from None
     meta = _parquet_meta(table.schema.metadata or {}, where)
@@ -693,10 +694,11 @@ def _read_parquet(path: Path) -> Workload:
             fail(int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0]), f"{name} is missing (null)")
         values = col.to_numpy()
         if values.dtype.kind not in kinds:
-            raise UserError(f"column {name!r} has type {col.type}, expected {'float64' if kinds == 'f' else 'int64'}", where=where)
+            expected = "a number type (float64)" if "f" in kinds else "an integer type (int64)"
+            raise UserError(f"column {name!r} has type {col.type}, expected {expected}", where=where)
         return values
 
-    arrival = column("arrival_s", "f").astype(np.float64, copy=False)
+    arrival = column("arrival_s", "fiu").astype(np.float64, copy=False)
     bad = np.flatnonzero(~np.isfinite(arrival) | (arrival < 0))
     if bad.size:
         fail(int(bad[0]), f"arrival_s {float(arrival[bad[0]])!r} is not a time in seconds >= 0")
