@@ -256,3 +256,27 @@ def test_calibrated_tables_plug_in_and_the_table_matches_their_exact_evaluation(
         fast, exact = m.step(shape), m.describe(shape)
         assert fast.latency_s > 0
         assert fast.latency_s == pytest.approx(exact["latency_s"], rel=0.02)
+
+
+def test_fast_decode_runs_equal_step_by_step_evaluation():
+    """decode_run's closed form (a run inside one table cell is affine in the step index) gives the
+    latencies that evaluating every step through the table gives."""
+    import numpy as np
+
+    from simcluster.perf.step_cost import CostSpec, build_step_cost
+
+    rng = np.random.default_rng(7)
+    for model, layout in (("llama-3.1-70b", "tp=2"), ("gpt-oss-120b", "tp=4"), ("deepseek-r1", "dp=8,ep=8")):
+        c = build_step_cost(CostSpec("h200_sxm", model, "fp8", "fp8", "bf16", layout))
+        for _ in range(200):
+            b = int(rng.integers(1, 300))
+            ctx = int(b * rng.integers(1, 100_000))
+            n = int(rng.integers(1, 200))
+            da, tok, kinds = c._run_parts(b, ctx, n)
+            ref = np.full(n, tok[0] + c._overhead)
+            for layers, _, busy in kinds:
+                ref += layers * (busy + c._core_ovh)
+            assert np.allclose(c.decode_run(b, ctx, n), ref, rtol=1e-12)
+            flops, hbm = c.decode_run_work(b, ctx, n)
+            tot = c.decode_run_totals(b, ctx, n)
+            assert flops == pytest.approx(tot.flops, rel=1e-9) and hbm == pytest.approx(tot.hbm_bytes, rel=1e-9)

@@ -267,6 +267,7 @@ class TableStepCost:
 
     def __init__(self, spec: CostSpec) -> None:
         self._run_cache: dict = {}  # (batch, context) -> (n, parts) of decode runs in flight
+        self._prefill_memo: dict = {}  # exact prefill-attention shapes -> OpEval (measured tables)
         self.spec = spec
         c = self.composer = Composer(spec)
         lay = spec.layout
@@ -426,7 +427,15 @@ class TableStepCost:
                     p_mem = m_s >= c_s
                     p_time = (m_s if p_mem else c_s) + p_ovh
                 else:
-                    pre = self.composer.attention_prefill(sa, pa, ppa, aa, self._kind_windows[kind])
+                    # measured-table lookups are the slow part of a step: the same chunk shapes recur
+                    # (equal prompt lengths, the chunks of one long prompt), so remember them exactly
+                    key = (kind, sa, pa, ppa, aa)
+                    pre = self._prefill_memo.get(key)
+                    if pre is None:
+                        if len(self._prefill_memo) >= 65536:
+                            self._prefill_memo.clear()
+                        pre = self._prefill_memo[key] = self.composer.attention_prefill(
+                            sa, pa, ppa, aa, self._kind_windows[kind])
                     p_time, p_flops, p_bytes = pre.time_s, pre.flops, pre.hbm_bytes
                     p_ovh = pre.overhead_s if pre.overhead_s < p_time else p_time
                     p_mem = pre.mem_s >= pre.compute_s
@@ -524,13 +533,64 @@ class TableStepCost:
             kinds.append((layers, cg, busy))
         return da, tok, kinds
 
+    def _tok_row(self, batch: int, da: int) -> tuple:
+        if self._dp == 1:
+            return self._dec.at(batch)
+        return _add(_add(self._attn.at(da), self._ffn.at(batch)), self._logit.at(da))
+
+    def _affine_run(self, batch: int, context_tokens: float, n_steps: int):
+        """(first step's latency, increase per step) of a pure-decode run whose steps all fall in one
+        context cell of the attention table — the latency is then exactly affine in the step index,
+        as ``np.interp`` over the cell would give — else None (the caller evaluates every step)."""
+        if self._helix:
+            return None
+        da = -(-batch // self._dp)
+        c0 = context_tokens / batch
+        c1 = c0 + (n_steps - 1)
+        i, wb = self._b_axis.cell(da)
+        r0 = self._busy[i]
+        r1 = self._busy[i + 1] if wb else None
+        cell = self._c_axis.cell
+        inv_kvp = self._inv_kvp
+        lat0 = self._tok_row(batch, da)[LAT] + self._overhead
+        rise = 0.0
+        ovh = self._core_ovh
+        for layers, cap in self._kinds:
+            if c1 <= cap:
+                g0, g1 = c0 * inv_kvp, c1 * inv_kvp
+            elif c0 >= cap:
+                g0 = g1 = cap * inv_kvp
+            else:
+                return None
+            j, w0 = cell(g0)
+            j1, w1 = cell(g1)
+            if j1 != j:
+                return None
+            a, b = r0[j], r0[j + 1]
+            b0, b1 = a + w0 * (b - a), a + w1 * (b - a)
+            if r1 is not None:
+                a, b = r1[j], r1[j + 1]
+                b0 += wb * (a + w0 * (b - a) - b0)
+                b1 += wb * (a + w1 * (b - a) - b1)
+            if b0 < 0.0 or b1 < 0.0:
+                return None
+            lat0 += layers * (b0 + ovh)
+            rise += layers * (b1 - b0)
+        return lat0, (rise / (n_steps - 1) if n_steps > 1 else 0.0)
+
     def decode_run(self, batch: int, context_tokens: int, n_steps: int) -> np.ndarray:
         if n_steps <= 0:
             return np.zeros(0)
         if batch <= 0:
             return np.full(n_steps, 0.0)
+        aff = self._affine_run(batch, context_tokens, n_steps)
+        if aff is not None:
+            lat0, slope = aff
+            if slope == 0.0 or n_steps == 1:
+                return np.full(n_steps, lat0)
+            return lat0 + slope * np.arange(n_steps, dtype=float)
         da, tok, kinds = parts = self._run_parts(batch, context_tokens, n_steps)
-        # the engine asks for the totals of (a prefix of) the same run when it ends: keep its parts
+        # the engine may ask for the totals of (a prefix of) the same run when it ends: keep its parts
         # (a few runs of the instances sharing this model can be in flight at once)
         cache = self._run_cache
         if len(cache) >= 64:
@@ -553,17 +613,21 @@ class TableStepCost:
         :meth:`decode_run_totals` that MFU/MBU need, without classifying each step's bound."""
         if n_steps <= 0 or batch <= 0:
             return 0.0, 0.0
-        hit = self._run_cache.pop((batch, context_tokens), None)
-        if hit is not None and n_steps <= hit[0]:
-            da, tok, kinds = hit[1]
-            sums = [(layers, float(cg[:n_steps].sum())) for layers, cg, _ in kinds]
-        else:
-            da = -(-batch // self._dp)
-            tok = self._dec.at(batch) if self._dp == 1 else _add(
-                _add(self._attn.at(da), self._ffn.at(batch)), self._logit.at(da))
-            c = context_tokens / batch + np.arange(n_steps, dtype=float)
-            sums = [(layers, float(((np.minimum(c, cap) if cap != math.inf else c) / self._kvp).sum()))
-                    for layers, cap in self._kinds]
+        self._run_cache.pop((batch, context_tokens), None)
+        da = -(-batch // self._dp)
+        tok = self._tok_row(batch, da)
+        c0 = context_tokens / batch
+        c1 = c0 + (n_steps - 1)
+        sums = []
+        for layers, cap in self._kinds:  # Σ over the run of min(context, cap) / kvp, in closed form
+            if c1 <= cap:
+                total = n_steps * c0 + n_steps * (n_steps - 1) / 2.0
+            elif c0 >= cap:
+                total = n_steps * cap
+            else:
+                k = int(math.floor(cap - c0)) + 1  # steps below the cap
+                total = k * c0 + k * (k - 1) / 2.0 + (n_steps - k) * cap
+            sums.append((layers, total * self._inv_kvp))
         kr, kb, kf = self._kv_coef
         flops = tok[FLOPS] * n_steps
         hbm = tok[BYTES] * n_steps
