@@ -78,8 +78,9 @@ class _Bar:
     def __init__(self, total: int) -> None:
         from tqdm import tqdm
 
+        # shown only for runs that take more than a moment (delay), refreshed at most twice a second
         self._t = tqdm(total=total, unit="req", file=sys.stderr, dynamic_ncols=True, leave=False,
-                       mininterval=0.5)
+                       mininterval=0.5, delay=1.0, desc="simulating")
         self._last = 0
 
     def update(self, done: int, sim_now: float) -> None:
