@@ -42,29 +42,36 @@ def _none_if_nan(v):
 
 
 def summarise(requests_path, stats, itl_hist, scenario, price_per_gpu_hour: float) -> dict:
-    cols = ["arrival_s", "input_tokens", "output_tokens", "cached_tokens", "status", "first_token_s",
-            "finish_s", "ttft_s", "tpot_s", "e2e_s", "preemptions"]
-    t = pq.read_table(requests_path, columns=cols)
-    status = np.asarray(t.column("status").to_numpy(zero_copy_only=False), dtype=object)
-    ok = status == "completed"
-    arr = t.column("arrival_s").to_numpy()
-    n_in = t.column("input_tokens").to_numpy()
-    n_out = t.column("output_tokens").to_numpy()
-    ttft = t.column("ttft_s").to_numpy()[ok]
-    tpot = t.column("tpot_s").to_numpy()[ok]
-    e2e = t.column("e2e_s").to_numpy()[ok]
-    finish = t.column("finish_s").to_numpy()[ok]
-    n = len(status)
-    completed = int(ok.sum())
+    # stream the file one row group at a time: only the latencies of completed requests are kept
+    cols = ["arrival_s", "input_tokens", "output_tokens", "cached_tokens", "status", "finish_s",
+            "ttft_s", "tpot_s", "e2e_s"]
+    keep: dict[str, list] = {"ttft_s": [], "tpot_s": [], "e2e_s": []}
     counts: dict[str, int] = {}
-    for s in status:
-        counts[s] = counts.get(s, 0) + 1
-
-    start = float(arr.min()) if n else 0.0
-    end = float(finish.max()) if completed else start
+    n = completed = in_tok = out_tok = cached = 0
+    start, end = math.inf, -math.inf
+    for batch in pq.ParquetFile(requests_path).iter_batches(columns=cols, batch_size=65536):
+        status = np.asarray(batch.column("status").to_numpy(zero_copy_only=False), dtype=object)
+        ok = status == "completed"
+        for value, count in zip(*np.unique(status, return_counts=True)):
+            counts[str(value)] = counts.get(str(value), 0) + int(count)
+        n += len(status)
+        completed += int(ok.sum())
+        arr = batch.column("arrival_s").to_numpy()
+        if len(arr):
+            start = min(start, float(arr.min()))
+        if ok.any():
+            end = max(end, float(batch.column("finish_s").to_numpy()[ok].max()))
+        in_tok += int(batch.column("input_tokens").to_numpy()[ok].sum())
+        out_tok += int(batch.column("output_tokens").to_numpy()[ok].sum())
+        cached += int(batch.column("cached_tokens").to_numpy().sum())
+        for k in keep:
+            keep[k].append(batch.column(k).to_numpy()[ok])
+    ttft, tpot, e2e = (np.concatenate(keep[k]) if keep[k] else np.zeros(0) for k in ("ttft_s", "tpot_s", "e2e_s"))
+    if not n:
+        start = 0.0
+    if not completed:
+        end = start
     duration = max(end - start, 0.0)
-    out_tok = int(n_out[ok].sum())
-    in_tok = int(n_in[ok].sum())
     gpus = stats.gpus
     # SLOs: a request meets them when it completed and every given bound holds
     slo = scenario.slo
@@ -79,7 +86,6 @@ def summarise(requests_path, stats, itl_hist, scenario, price_per_gpu_hour: floa
     with np.errstate(divide="ignore", invalid="ignore"):
         per_user = 1.0 / tpot[~np.isnan(tpot) & (tpot > 0)]
     gpu_hours = gpus * stats.sim_time_s / 3600.0
-    cached = int(t.column("cached_tokens").to_numpy().sum())
 
     return {
         "requests": {"total": n, "completed": completed, "by_status": dict(sorted(counts.items()))},
