@@ -1,0 +1,106 @@
+"""`simcluster bench serve/throughput/latency`: the simulated benchmark tools."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from simcluster.cli.bench import BenchConfig, bench_workload, layout_of, simulate_bench
+from simcluster.cli.main import main
+from simcluster.catalog.models import get_model
+
+SMALL = ["--model", "llama-3.1-8b", "--gpu", "h100_sxm", "--num-prompts", "40", "--input-len", "256",
+         "--output-len", "32"]
+
+
+def _json(capsys) -> dict:
+    return json.loads(capsys.readouterr().out)
+
+
+def test_serve_prints_the_metrics_of_vllm_bench_serve(capsys):
+    assert main(["bench", "serve", *SMALL, "--max-concurrency", "4"]) == 0
+    out = capsys.readouterr().out
+    for needle in ("Serving Benchmark Result", "Successful requests:", "Benchmark duration (s):",
+                   "Request throughput (req/s):", "Output token throughput (tok/s):", "Mean TTFT (ms):",
+                   "Median TTFT (ms):", "P99 TTFT (ms):", "Mean TPOT (ms):", "Mean ITL (ms):", "Mean E2EL (ms):",
+                   "Maximum request concurrency:"):
+        assert needle in out, needle
+
+
+def test_serve_json_is_self_consistent(capsys):
+    assert main(["bench", "serve", *SMALL, "--max-concurrency", "4", "--json"]) == 0
+    m = _json(capsys)
+    assert m["successful_requests"] == 40
+    assert m["total_input_tokens"] == 40 * 256 and m["total_output_tokens"] == 40 * 32
+    assert m["request_throughput"] == pytest.approx(40 / m["duration_s"])
+    # E2E = TTFT + (n - 1) TPOT for every request, so the means agree too
+    assert m["e2el_s"]["mean"] == pytest.approx(m["ttft_s"]["mean"] + 31 * m["tpot_s"]["mean"], rel=1e-6)
+    assert m["scenario"]["clients"]["max_concurrency"] == 4
+
+
+def test_more_concurrency_raises_throughput_and_tpot():
+    cfg = BenchConfig("llama-3.1-8b", "h100_sxm", "vllm", 1, 1, 1, False, "bf16", "bf16", None, None, None, 0.9,
+                      True, 0)
+    w = bench_workload("random", None, 64, 512, 64, 0.0, float("inf"), 1.0, 0)
+    lo = simulate_bench(cfg, w, 1)
+    hi = simulate_bench(cfg, w, 16)
+    assert hi["request_throughput"] > 4 * lo["request_throughput"]
+    assert hi["tpot_s"]["mean"] > lo["tpot_s"]["mean"]
+
+
+def test_one_client_never_queues_so_ttft_is_one_prefill():
+    cfg = BenchConfig("llama-3.1-8b", "h100_sxm", "vllm", 1, 1, 1, False, "bf16", "bf16", None, None, None, 0.9,
+                      True, 0)
+    w = bench_workload("random", None, 10, 512, 16, 0.0, float("inf"), 1.0, 0)
+    m = simulate_bench(cfg, w, 1)
+    assert m["ttft_s"]["p99"] == pytest.approx(m["ttft_s"]["median"], rel=1e-6)
+
+
+def test_random_range_ratio_spreads_lengths_like_vllm():
+    w = bench_workload("random", None, 2000, 1000, 100, 0.5, float("inf"), 1.0, 1)
+    assert w.input_tokens.min() >= 500 and w.input_tokens.max() <= 1500
+    assert abs(w.input_tokens.mean() - 1000) < 20
+    w = bench_workload("random", None, 500, 1000, 100, 0.0, 10.0, 1.0, 1)
+    gaps = np.diff(w.arrival_s)
+    assert abs(np.mean(gaps) - 0.1) < 0.02  # Poisson at 10 requests/s
+
+
+def test_sharegpt_like_lengths_have_the_documented_medians():
+    w = bench_workload("sharegpt-like", None, 4000, 0, 0, 0.0, float("inf"), 1.0, 2)
+    assert abs(np.median(w.input_tokens) - 1730) / 1730 < 0.1
+    assert abs(np.median(w.output_tokens) - 415) / 415 < 0.1
+
+
+def test_throughput_and_latency_commands(capsys):
+    assert main(["bench", "throughput", *SMALL, "--json"]) == 0
+    t = _json(capsys)
+    assert t["num_requests"] == 40 and t["tokens_per_second"] > t["output_tokens_per_second"] > 0
+    assert main(["bench", "latency", "--model", "llama-3.1-8b", "--gpu", "h100_sxm", "--batch-size", "4",
+                 "--input-len", "64", "--output-len", "16", "--json"]) == 0
+    lat = _json(capsys)
+    assert lat["avg_latency_s"] > 0 and lat["batch_size"] == 4
+
+
+def test_parallel_flags_place_moe_models_like_vllm():
+    m = get_model("deepseek-r1")
+    cfg = BenchConfig("deepseek-r1", "h200_sxm", "vllm", 1, 1, 8, True, "fp8_block", "bf16", None, None, None, 0.9,
+                      True, 0)
+    assert layout_of(cfg, m) == ("tp=1,dp=8,ep=8,tpf=1,pp=1", 1)
+    dense = BenchConfig("llama-3.1-8b", "h100_sxm", "vllm", 2, 1, 3, False, "bf16", "bf16", None, None, None, 0.9,
+                        True, 0)
+    assert layout_of(dense, get_model("llama-3.1-8b")) == ("tp=2,pp=1", 3)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model", "acme/none"], "--model"),
+    (["--gpu", "tpu9"], "--gpu"),
+    (["--quantization", "fp3"], "--quantization"),
+    (["--dataset-name", "trace"], "--dataset-path"),
+    (["--model", "llama-3.1-70b", "--gpu", "h100_sxm"], "fit"),  # 140 GB of BF16 weights on one 80 GB GPU
+])
+def test_user_errors_exit_2_with_one_line(capsys, args, needle):
+    assert main(["bench", "serve", "--num-prompts", "4", *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err

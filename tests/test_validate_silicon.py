@@ -1,0 +1,145 @@
+"""`simcluster validate silicon`: reading the silicon_sample format, mapping rows, user errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from simcluster.cli.main import main
+from simcluster.errors import UserError
+from simcluster.validate.fit import is_train, split_rows
+from simcluster.validate.mapping import Setup, Unsupported, map_row
+from simcluster.validate.silicon import parse_row, read_silicon_csv
+
+from conftest import shared_path
+
+HEADER = ("id,silicon_data_source,backend,backend_version,model_path,system,precision,mode,isl,osl,gemm_quant_mode,"
+          "moe_quant_mode,batch_size,tp_size,pp_size,attention_dp_size,moe_tp_size,moe_ep_size,prefill_batch_size,"
+          "prefill_num_workers,prefill_tp_size,prefill_pp_size,prefill_attention_dp_size,prefill_moe_tp_size,"
+          "prefill_moe_ep_size,decode_batch_size,decode_num_workers,decode_tp_size,decode_pp_size,"
+          "decode_attention_dp_size,decode_moe_tp_size,decode_moe_ep_size,silicon_ttft_ms,silicon_tpot_ms")
+
+
+def _agg(**kw) -> dict:
+    rec = dict.fromkeys(HEADER.split(","), "")
+    rec.update(id="r", backend="vllm", model_path="meta-llama/Llama-3.1-8B-Instruct", system="h100_sxm",
+               precision="fp8", mode="agg", isl="1024", osl="128", gemm_quant_mode="fp8", batch_size="8",
+               tp_size="1", pp_size="1", attention_dp_size="1", moe_tp_size="1", moe_ep_size="1",
+               silicon_ttft_ms="50.0", silicon_tpot_ms="8.0")
+    rec.update({k: str(v) for k, v in kw.items()})
+    return rec
+
+
+def _write(path: Path, recs: list[dict], header: str = HEADER) -> Path:
+    cols = header.split(",")
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in recs:
+            w.writerow(r)
+    return path
+
+
+def test_the_dev_file_parses_and_nine_in_ten_rows_map_to_a_deployment():
+    rows, cols = read_silicon_csv(shared_path("validation", "silicon_sample_dev.csv"))
+    assert len(rows) == 2758
+    assert {"silicon_ttft_ms", "silicon_tpot_ms"} <= set(cols)
+    mapped = [map_row(r) for r in rows]
+    ok = sum(isinstance(m, Setup) for m in mapped)
+    assert ok / len(rows) >= 0.9, f"only {ok}/{len(rows)} rows map to a deployment"
+    # every unmapped row says why
+    assert all(m.reason for m in mapped if isinstance(m, Unsupported))
+
+
+def test_concurrency_is_the_batch_per_attention_dp_rank_times_the_ranks():
+    r = parse_row(_agg(model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp4",
+                       gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4", batch_size=16, tp_size=1,
+                       attention_dp_size=8, moe_tp_size=1, moe_ep_size=8), 2, "f.csv")
+    s = map_row(r)
+    assert isinstance(s, Setup)
+    assert s.concurrency == 128
+    assert s.pools["colocated"].layout.startswith("tp=1,dp=8,ep=8")
+
+
+def test_the_exports_product_encoding_of_tp_and_ep_is_undone():
+    # tp_size 64 with moe 8x8 on an 8-GPU HGX node: the export multiplied TP and EP (ids say tp8_ep8)
+    r = parse_row(_agg(model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp4",
+                       gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4", tp_size=64, attention_dp_size=1,
+                       moe_tp_size=8, moe_ep_size=8), 2, "f.csv")
+    s = map_row(r)
+    assert isinstance(s, Setup)
+    assert s.pools["colocated"].layout == "tp=8,ep=8,tpf=1,pp=1"
+    assert any("encoding" in n for n in s.notes)
+
+
+def test_block_scaled_fp8_checkpoints_price_with_the_block_tables():
+    r = parse_row(_agg(model_path="Qwen/Qwen3-235B-A22B-FP8", system="h200_sxm", tp_size=4, moe_tp_size=4,
+                       moe_quant_mode="fp8"), 2, "f.csv")
+    assert map_row(r).weights == "fp8_block"
+    r = parse_row(_agg(model_path="nvidia/Llama-3.1-8B-Instruct-FP8"), 2, "f.csv")
+    s = map_row(r)
+    assert s.weights == "fp8" and s.kv_cache == "fp8"  # ModelOpt checkpoints: per-tensor, FP8 KV
+
+
+def test_an_unknown_model_is_a_reason_not_an_error():
+    r = parse_row(_agg(model_path="acme/NotAModel-7B"), 2, "f.csv")
+    m = map_row(r)
+    assert isinstance(m, Unsupported) and "unknown model" in m.reason
+
+
+def test_the_split_keeps_every_point_of_a_configuration_together():
+    a = parse_row(_agg(batch_size=8, isl=1024), 2, "f.csv")
+    b = parse_row(_agg(batch_size=64, isl=8192, osl=1024), 3, "f.csv")
+    assert is_train(a) == is_train(b)
+    rows, _ = read_silicon_csv(shared_path("validation", "silicon_sample_dev.csv"))
+    train, test = split_rows(rows)
+    assert 0.35 < len(train) / len(rows) < 0.65
+
+
+# ----------------------------------------------------------------------------- user errors (exit 2)
+def test_a_missing_file_exits_2_naming_it(tmp_path, capsys):
+    assert main(["validate", "silicon", str(tmp_path / "nope.csv")]) == 2
+    assert "nope.csv" in capsys.readouterr().err
+
+
+def test_a_missing_column_exits_2_naming_it(tmp_path, capsys):
+    f = _write(tmp_path / "m.csv", [_agg()], header=HEADER.replace(",osl,", ","))
+    assert main(["validate", "silicon", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "osl" in err and "m.csv" in err
+
+
+@pytest.mark.parametrize("field,value,needle", [("isl", "ten", "isl"), ("mode", "hybrid", "mode"),
+                                                 ("batch_size", "-3", "batch_size"),
+                                                 ("silicon_ttft_ms", "fast", "silicon_ttft_ms")])
+def test_a_malformed_row_exits_2_naming_the_line(tmp_path, capsys, field, value, needle):
+    f = _write(tmp_path / "bad.csv", [_agg(), _agg(**{field: value})])
+    assert main(["validate", "silicon", str(f)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv:3" in err and needle in err
+    assert "Traceback" not in err
+
+
+def test_reader_errors_are_user_errors(tmp_path):
+    f = tmp_path / "empty.csv"
+    f.write_text("")
+    with pytest.raises(UserError):
+        read_silicon_csv(f)
+
+
+def test_a_small_file_validates_end_to_end_with_predictions_and_json(tmp_path, capsys):
+    f = _write(tmp_path / "s.csv", [_agg(id="a", batch_size=4, osl=64),
+                                    _agg(id="b", model_path="acme/NotAModel-7B")])
+    out = tmp_path / "pred.csv"
+    assert main(["validate", "silicon", str(f), "-o", str(out), "--json", "--workers", "1"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["overall"]["rows"] == 2 and rep["overall"]["simulated"] == 1
+    assert any("unknown model" in k for k in rep["not_simulated"])
+    with out.open() as fh:
+        pred = list(csv.DictReader(fh))
+    assert pred[0]["status"] == "simulated" and float(pred[0]["predicted_ttft_ms"]) > 0
+    assert float(pred[0]["predicted_tpot_ms"]) > 0
+    assert pred[1]["status"] == "not_simulated" and "unknown model" in pred[1]["reason"]
