@@ -56,10 +56,17 @@ class Network:
         if f.remaining <= 0 or not links:
             self.env.timeout(0).callbacks.append(lambda _ev: on_done(f))
             return f
+        alone = all(not link.flows for link in links)
         self.flows.append(f)
         for link in links:
             link.flows.append(f)
-        self._replan()
+        if alone:  # shares no link: its rate is its path's bottleneck, the others are unaffected
+            f.rate = min(link.capacity_Bps for link in links)
+            for link in links:
+                link.busy_rate = f.rate
+            self._schedule()
+        else:
+            self._replan()
         return f
 
     # ------------------------------------------------------------------ internals
@@ -109,6 +116,9 @@ class Network:
 
     def _replan(self) -> None:
         self._allocate()
+        self._schedule()
+
+    def _schedule(self) -> None:
         self._gen += 1
         if not self.flows:
             return
@@ -124,12 +134,18 @@ class Network:
         if not done:
             self._replan()
             return
+        shared = False
         for f in done:
             self.flows.remove(f)
             for link in f.links:
                 link.flows.remove(f)
                 link.busy_rate -= f.rate
+                if link.flows:
+                    shared = True
             f.remaining = 0.0
-        self._replan()
+        if shared:  # the survivors on those links may now go faster
+            self._replan()
+        else:
+            self._schedule()
         for f in done:
             f.on_done(f)
