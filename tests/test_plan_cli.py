@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from simcluster.cli.main import main
+from tests.conftest import REPO
 
 SPEC = {
     "name": "cli-sweep", "gpu": "h100_sxm", "model": "llama-3.1-8b", "traffic": [{"isl": 1024, "osl": 128}],
@@ -98,10 +99,11 @@ def test_plan_prints_winner_and_rejections(capsys):
 
 
 def test_plan_json_and_trace(capsys):
-    assert main(["plan", "--model", "llama-3.1-8b", "--gpu", "h100_sxm", "--trace", "traces/sample_azure.csv",
+    trace = str(REPO / "traces" / "sample_azure.csv")
+    assert main(["plan", "--model", "llama-3.1-8b", "--gpu", "h100_sxm", "--trace", trace,
                  "--ttft", "2", "--tpot", "0.05", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["traffic"]["source"].startswith("traces/sample_azure.csv")
+    assert res["traffic"]["source"].startswith(trace)
     assert res["winner"] is not None and res["rejected"]
 
 

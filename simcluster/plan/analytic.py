@@ -16,14 +16,18 @@ Per mode (``docs/planning.md`` has the derivations):
   the limit (10 s) excludes the configuration; the KV of ``B_p·pp`` prompts must fit.
 * **disaggregated** — decode as above, prefill the best candidate (``select: best``) or the point's
   own; rate matched (:mod:`simcluster.plan.ratematch`) or at a fixed ctx:gen GPU ratio.
-* **colocated** — piggybacked chunked prefill in steady state: every step runs the ``B`` decodes
-  and a prefill chunk of ``C = B·ISL/(OSL − 1)`` tokens, the prompt tokens that keep ``B`` requests
-  in flight (a request spends ``OSL − 1`` steps decoding, and its ``ISL`` prompt tokens are spread
-  over the steps of the requests before it) [INFERRED]. A chunk ``C ≤ ISL`` is one slice of one
-  prompt whose past is ``(ISL − C)/2`` on average; ``C > ISL`` means ``C/ISL`` whole prompts.
-  ``TTL = TPOT = step(B decodes + chunk)``; a prompt takes ``ISL/C`` steps, so
-  ``FTL = max(1, ISL/C)·TTL``; tokens/s/GPU ``= B·pp/(TTL·G)``. The KV of ``B·pp`` sequences at
-  ``ISL + OSL`` plus the prompt in prefill must fit.
+* **colocated** — piggybacked chunked prefill (Sarathi-style) in steady state, under a token
+  budget ``T`` per step: every step runs the ``B`` decodes, and ``room = T − B`` tokens are left for
+  prompt chunks. Keeping ``B`` requests in flight needs ``C̄ = B·ISL/(OSL − 1)`` prompt tokens per
+  step on average (a request decodes for ``OSL − 1`` steps). A prompt is prefilled as soon as it
+  is admitted, in chunks of ``s = room`` tokens (``room < ISL``; mean past ``(ISL − s)/2``) or whole
+  (``s = ISL``; several prompts, ``s = C̄``, when ``C̄ > ISL``); a share ``f = C̄/s`` of the steps
+  carries a chunk. ``t_mix = step(B decodes + chunk)``, ``t_dec = step(B decodes)``;
+  ``TPOT = f·t_mix + (1 − f)·t_dec`` (tokens/s/user = 1/TPOT; ``tbt_max_s`` = ``t_mix``, the stall
+  a decode sees in a chunked step); ``FTL = ⌈ISL/s⌉·t_mix``; tokens/s/GPU ``= B·pp/(TPOT·G)``
+  [INFERRED]. ``C̄ > room`` means the budget cannot sustain ``B`` (invalid). The KV of ``B·pp``
+  sequences at ``ISL + OSL`` plus the prompt in prefill must fit. For MLA models every chunk
+  re-reads and up-projects the past latent (perf), the co-location penalty of Beyond the Buzz.
 
 Every point returns a row (:data:`METRICS`) whose ``status`` is ``ok``, ``invalid`` (does not fit:
 layout, NVLink domain, weights, KV), ``excluded`` (FTL over the limit) or ``error`` (an unexpected
@@ -47,13 +51,14 @@ from simcluster.plan.space import PARAMS, RATE_MATCHED
 METRICS = (
     "point_id", "status", "reason", "error",
     "layout_label", "layout_kind", "tp", "pp", "ep", "dp", "kvp", "tpa", "tpf", "tpo", "gpus_per_instance",
-    "prefill_layout_used", "prefill_label", "prefill_batch_used", "prefill_kind", "prefill_tp", "prefill_pp", "prefill_ep",
+    "prefill_layout_used", "prefill_label", "prefill_batch_used", "prefill_kind", "prefill_tp", "prefill_pp",
+    "prefill_ep",
     "prefill_dp", "prefill_kvp", "prefill_gpus_per_instance",
     "gpus", "n_prefill", "n_decode", "ctx_gen_ratio", "ratio_error",
     "ttl_s", "ftl_s", "ttft_s", "tpot_s", "e2e_s",
     "tokens_per_s_per_gpu", "tokens_per_s_per_user", "decode_tokens_per_s_per_gpu",
     "prefill_requests_per_s_per_gpu", "decode_requests_per_s_per_gpu", "requests_per_s",
-    "concurrency", "context_tokens_used", "chunk_tokens",
+    "concurrency", "context_tokens_used", "chunk_tokens", "prefill_step_fraction", "tbt_max_s",
     "kv_capacity_tokens", "kv_tokens_needed", "weight_gb_per_gpu",
     "kv_transfer_GBps_per_prefill_gpu", "kv_transfer_GBps_per_decode_gpu",
     "price_per_gpu_hour", "usd_per_million_tokens",
@@ -94,7 +99,7 @@ class Evaluator:
     (calibrated op models are not).
     """
 
-    def __init__(self, settings: dict | None = None, cache_size: int = 48) -> None:
+    def __init__(self, settings: dict | None = None, cache_size: int = 24) -> None:
         s = settings or {}
         self.prefill_layouts: list[str] = list(s.get("prefill_layouts", []))
         self.prefill_batches: list[int] = list(s.get("prefill_batches", []))
@@ -140,9 +145,18 @@ class Evaluator:
         try:
             gpu = get_gpu(p["gpu"], field="gpu")
             model = get_model(p["model"], field="model")
+        except UserError as exc:
+            return _Config(error=str(exc))
+        try:
             lay = Layout.parse(layout, field="layout")
-            domain = p["nvlink_domain_size"] or gpu.nvlink_domain_size
+        except UserError as exc:
+            return _Config(error=f"layout {layout}: {exc}")
+        domain = p["nvlink_domain_size"] or gpu.nvlink_domain_size
+        try:
             lay.validate(model, domain_size=domain, allow_cross_domain=self.allow_cross_domain, field=None)
+        except UserError as exc:
+            return _Config(error=f"layout {layout_short(lay)}: {exc}")
+        try:
             ops = None
             if p["cost"] == "calibrated":
                 ops = self._ops_for(gpu.name, p["framework"])
@@ -154,11 +168,11 @@ class Evaluator:
             cost = build_step_cost(spec)
             self.tables_built += 1
         except UserError as exc:
-            return _Config(error=f"layout {layout}: {exc}")
+            return _Config(error=f"configuration ({layout_short(lay)}): {exc}")
         try:
             mem = cost.memory(gpu_memory_utilization=p["gpu_memory_utilization"])
         except UserError as exc:
-            return _Config(error=f"does not fit ({layout}): {exc}")
+            return _Config(error=f"does not fit ({layout_short(lay)}): {exc}")
         kv_b = model.kv_bytes_per_token(get_format(p["kv"]).bytes_per_element)
         return _Config(cost, mem, lay, model, gpu, kv_b)
 
@@ -194,8 +208,8 @@ class Evaluator:
         if ftl > p["ftl_limit_s"]:
             raise Invalid(f"FTL {ftl:.3g} s > limit {p['ftl_limit_s']:g} s (prefill {layout_short(lay)}, "
                           f"batch {batch})", status="excluded")
-        return {"cfg": cfg, "ftl_s": ftl, "p": ratematch.prefill_rate(batch, ftl, lay.gpus, lay.pp),
-                "layout": layout, "batch": batch}
+        return {"cfg": cfg, "lay": lay, "gpu": cfg.gpu, "ftl_s": ftl,
+                "p": ratematch.prefill_rate(batch, ftl, lay.gpus, lay.pp), "layout": layout, "batch": batch}
 
     def best_prefill(self, p: dict) -> dict:
         """The prefill candidate with the highest requests/s/GPU under the FTL limit (cached)."""
@@ -226,7 +240,8 @@ class Evaluator:
                 else:
                     hit = (None, Invalid("the spec has no prefill candidates"))
             else:
-                hit = (best, None)
+                # keep the numbers, not the configuration: its latency tables must stay evictable
+                hit = ({k: v for k, v in best.items() if k != "cfg"}, None)
             if len(self._best_prefill) > 4096:
                 self._best_prefill.clear()
             self._best_prefill[key] = hit
@@ -294,7 +309,7 @@ class Evaluator:
             pre = self.best_prefill(p)
         else:
             pre = self.prefill_metrics(p, p["prefill_layout"], p["prefill_batch"])
-        plc = pre["cfg"].layout
+        plc = pre["lay"]
         ttl, ftl = d["ttl_s"], pre["ftl_s"]
         lay = cfg.layout
         pr = pre["p"]
@@ -314,7 +329,8 @@ class Evaluator:
         n_p, n_d = ir.n_prefill, ir.n_decode
         kv_req = cfg.kv_bytes_per_token * _kv_len(isl, p["kv_eviction_budget"])  # bytes moved per request
         row.update(
-            prefill_layout_used=pre["layout"], prefill_label=_label(pre["layout"]), prefill_batch_used=pre["batch"], prefill_kind=plc.kind,
+            prefill_layout_used=pre["layout"], prefill_label=_label(pre["layout"]), prefill_batch_used=pre["batch"],
+            prefill_kind=plc.kind,
             prefill_tp=plc.tpa, prefill_pp=plc.pp, prefill_ep=plc.ep, prefill_dp=plc.dp, prefill_kvp=plc.kvp,
             prefill_gpus_per_instance=plc.gpus,
             gpus=n_p * plc.gpus + n_d * lay.gpus, n_prefill=n_p, n_decode=n_d, ctx_gen_ratio=r, ratio_error=ir.error,
@@ -334,38 +350,50 @@ class Evaluator:
         if cfg.error:
             raise Invalid(cfg.error)
         lay, mem = cfg.layout, cfg.mem
-        isl, osl, b = p["isl"], p["osl"], p["decode_batch"]
+        isl, osl, b, budget = p["isl"], p["osl"], p["decode_batch"], p["token_budget"]
+        short = layout_short(lay)
         seqs = b * lay.pp
         need = seqs * _kv_len(isl + osl, p["kv_eviction_budget"]) + lay.pp * _kv_len(isl, p["kv_eviction_budget"])
         if need > mem.kv_capacity_tokens:
             raise Invalid(f"KV cache: {seqs} sequences × {isl + osl:,} tokens + prompts in prefill = {need:,} "
-                          f"tokens > capacity {mem.kv_capacity_tokens:,} of {layout_short(lay)}")
-        chunk = b * isl / (osl - 1)  # prompt tokens per step that keep b requests in flight
-        ctx = isl + osl / 2.0
-        if chunk <= isl:
-            c = max(1, int(round(chunk)))
-            seqs_p, past = 1, (isl - c) / 2.0
-            pairs = c * (past + (c + 1) / 2.0)
-            steps_per_prompt = isl / c
+                          f"tokens > capacity {mem.kv_capacity_tokens:,} of {short}")
+        room = budget - b  # prefill tokens a step can carry beside its b decodes
+        if room < 1:
+            raise Invalid(f"token budget {budget} leaves no room for prefill beside {b} decodes")
+        mean_chunk = b * isl / (osl - 1)  # prompt tokens per step that keep b requests in flight
+        if room < isl:  # prompts are sliced into chunks of `room` tokens
+            chunk, chunk_seqs, past = room, 1, (isl - room) / 2.0
+            chunks_per_prompt = math.ceil(isl / room)
+        elif mean_chunk <= isl:  # a prefill step carries one whole prompt
+            chunk, chunk_seqs, past, chunks_per_prompt = isl, 1, 0.0, 1
+        else:  # every step carries about mean_chunk tokens of several whole prompts
+            chunk, chunk_seqs, past, chunks_per_prompt = int(math.ceil(mean_chunk)), math.ceil(mean_chunk / isl), 0.0, 1
+        if mean_chunk > room:
+            raise Invalid(f"token budget {budget}: keeping {b} requests in flight needs {mean_chunk:,.0f} prompt "
+                          f"tokens per step, more than the {room} beside the decodes", status="invalid")
+        if chunk_seqs == 1:
+            pairs = chunk * (past + (chunk + 1) / 2.0)
         else:
-            c = int(round(chunk))
-            seqs_p, past = max(1, math.ceil(chunk / isl)), 0.0
-            pairs = c * (isl + 1) / 2.0
-            steps_per_prompt = 1.0
-        shape = BatchShape(prefill_tokens=c, prefill_seqs=seqs_p, prefill_attn_pairs=pairs,
-                           prefill_past_tokens=int(round(past * seqs_p)), decode_seqs=b,
-                           decode_context_tokens=int(round(b * ctx)))
-        t = cfg.cost.step(shape).latency_s
-        ftl = steps_per_prompt * t
+            pairs = chunk * (isl + 1) / 2.0
+        ctx = isl + osl / 2.0
+        decode_ctx = int(round(b * ctx))
+        t_mix = cfg.cost.step(BatchShape(prefill_tokens=chunk, prefill_seqs=chunk_seqs, prefill_attn_pairs=pairs,
+                                         prefill_past_tokens=int(round(past * chunk_seqs)), decode_seqs=b,
+                                         decode_context_tokens=decode_ctx)).latency_s
+        t_dec = cfg.cost.step(BatchShape(decode_seqs=b, decode_context_tokens=decode_ctx)).latency_s
+        frac = min(1.0, mean_chunk / chunk)  # share of steps that carry a prefill chunk
+        tpot = frac * t_mix + (1.0 - frac) * t_dec
+        ftl = chunks_per_prompt * t_mix
         if ftl > p["ftl_limit_s"]:
-            raise Invalid(f"FTL {ftl:.3g} s > limit {p['ftl_limit_s']:g} s (chunk {c} tokens per step)",
-                          status="excluded")
-        tps = ratematch.decode_tokens_per_s_per_gpu(b, t, lay.gpus, lay.pp)
-        row.update(gpus=lay.gpus, n_decode=1, n_prefill=0, ttl_s=t, ftl_s=ftl, ttft_s=ftl, tpot_s=t,
-                   e2e_s=ftl + (osl - 1) * t, tokens_per_s_per_gpu=tps, tokens_per_s_per_user=1.0 / t,
+            raise Invalid(f"FTL {ftl:.3g} s > limit {p['ftl_limit_s']:g} s ({chunks_per_prompt} chunks of {chunk} "
+                          f"tokens)", status="excluded")
+        tps = ratematch.decode_tokens_per_s_per_gpu(b, tpot, lay.gpus, lay.pp)
+        row.update(gpus=lay.gpus, n_decode=1, n_prefill=0, ttl_s=tpot, ftl_s=ftl, ttft_s=ftl, tpot_s=tpot,
+                   tbt_max_s=t_mix, prefill_step_fraction=frac,
+                   e2e_s=ftl + (osl - 1) * tpot, tokens_per_s_per_gpu=tps, tokens_per_s_per_user=1.0 / tpot,
                    decode_tokens_per_s_per_gpu=tps, decode_requests_per_s_per_gpu=tps / (osl - 1),
                    requests_per_s=tps * lay.gpus / (osl - 1), concurrency=seqs, context_tokens_used=ctx,
-                   chunk_tokens=c, kv_tokens_needed=need)
+                   chunk_tokens=chunk, kv_tokens_needed=need)
         self._common(p, row, cfg)
 
 

@@ -40,6 +40,14 @@ def evaluate_batch(settings: dict, points: list[tuple], ids: list[str]) -> list[
     return [ev.evaluate(pt, pid) for pt, pid in zip(points, ids)]
 
 
+def evaluate_batch_table(settings: dict, points: list[tuple], ids: list[str]):
+    """:func:`evaluate_batch` as a pyarrow table of the points file schema, built in the worker: an
+    Arrow table crosses the process boundary as a few buffers, and the main process only writes it."""
+    from simcluster.plan.store import rows_to_table
+
+    return rows_to_table(points, evaluate_batch(settings, points, ids))
+
+
 @dataclass
 class ExecutorChoice:
     kind: str  # local | dask
@@ -72,6 +80,7 @@ class RunStats:
     done_points: int = 0
     batches: int = 0
     wall_s: float = 0.0
+    startup_s: float = 0.0  # starting workers (Dask cluster, connection) before the first batch
     statuses: dict = field(default_factory=dict)
 
 
@@ -80,10 +89,11 @@ def _batches(points, ids, size):
         yield points[i:i + size], ids[i:i + size]
 
 
-def run_batches(settings: dict, points: list[tuple], ids: list[str], on_batch: Callable[[list, list], None],
+def run_batches(settings: dict, points: list[tuple], ids: list[str], on_batch: Callable[[object], None],
                 choice: ExecutorChoice, batch_size: int = DEFAULT_BATCH_SIZE) -> RunStats:
-    """Evaluate ``points`` in batches; ``on_batch(points, rows)`` is called in this process as each
-    batch finishes (in completion order). Interrupting (Ctrl-C, a kill) loses only unfinished batches."""
+    """Evaluate ``points`` in batches; ``on_batch(table)`` (a pyarrow table of the batch's rows) is
+    called in this process as each batch finishes (in completion order). Interrupting (Ctrl-C, a
+    kill) loses only unfinished batches."""
     stats = RunStats(submitted_points=len(points))
     t0 = time.perf_counter()
     if not points:
@@ -91,42 +101,41 @@ def run_batches(settings: dict, points: list[tuple], ids: list[str], on_batch: C
     if batch_size < 1:
         raise UserError(f"must be at least 1, got {batch_size}", where="--batch-size")
 
-    def done(pts, rows):
-        on_batch(pts, rows)
+    def done(table):
+        on_batch(table)
         stats.batches += 1
-        stats.done_points += len(pts)
-        for r in rows:
-            stats.statuses[r["status"]] = stats.statuses.get(r["status"], 0) + 1
+        stats.done_points += table.num_rows
+        for status in table.column("status").to_pylist():
+            stats.statuses[status] = stats.statuses.get(status, 0) + 1
 
     if choice.kind == "local" and choice.workers == 1:
         for pts, pids in _batches(points, ids, batch_size):
-            done(pts, evaluate_batch(settings, pts, pids))
+            done(evaluate_batch_table(settings, pts, pids))
     elif choice.kind == "local":
         _run_pool(settings, points, ids, done, choice.workers, batch_size)
     else:
-        _run_dask(settings, points, ids, done, choice, batch_size)
+        stats.startup_s = _run_dask(settings, points, ids, done, choice, batch_size)
     stats.wall_s = time.perf_counter() - t0
     return stats
 
 
 def _run_pool(settings, points, ids, done, workers, batch_size) -> None:
     pool = ProcessPoolExecutor(max_workers=workers)
-    pending = {}
+    pending: set = set()
     batches = _batches(points, ids, batch_size)
     try:
         # keep a bounded number of batches in flight, so memory stays flat for huge sweeps
         for pts, pids in batches:
-            pending[pool.submit(evaluate_batch, settings, pts, pids)] = pts
+            pending.add(pool.submit(evaluate_batch_table, settings, pts, pids))
             if len(pending) >= 2 * workers:
                 break
         while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in finished:
-                pts = pending.pop(fut)
-                done(pts, fut.result())
+                done(fut.result())
                 nxt = next(batches, None)
                 if nxt is not None:
-                    pending[pool.submit(evaluate_batch, settings, *nxt)] = nxt[0]
+                    pending.add(pool.submit(evaluate_batch_table, settings, *nxt))
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
@@ -142,8 +151,10 @@ def _dask_modules():
     return Client, LocalCluster, as_completed
 
 
-def _run_dask(settings, points, ids, done, choice: ExecutorChoice, batch_size) -> None:
+def _run_dask(settings, points, ids, done, choice: ExecutorChoice, batch_size) -> float:
+    """Runs the batches on Dask; returns the seconds spent starting or reaching the cluster."""
     Client, LocalCluster, as_completed = _dask_modules()
+    t0 = time.perf_counter()
     cluster = None
     if choice.address:
         try:
@@ -156,28 +167,27 @@ def _run_dask(settings, points, ids, done, choice: ExecutorChoice, batch_size) -
         cluster = LocalCluster(n_workers=choice.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
                                dashboard_address=None, silence_logs=40)
         client = Client(cluster)
+    startup = time.perf_counter() - t0
     try:
         batches = _batches(points, ids, batch_size)
         in_flight = max(2, 2 * len(client.scheduler_info().get("workers", {})) or 2 * choice.workers)
-        futs = {}
+        futs = []
         for pts, pids in batches:
-            futs[client.submit(evaluate_batch, settings, pts, pids, pure=False)] = pts
+            futs.append(client.submit(evaluate_batch_table, settings, pts, pids, pure=False))
             if len(futs) >= in_flight:
                 break
-        ac = as_completed(list(futs))
+        ac = as_completed(futs)
         for fut in ac:
-            pts = futs.pop(fut)
-            done(pts, fut.result())
+            done(fut.result())
             fut.release()
             nxt = next(batches, None)
             if nxt is not None:
-                f2 = client.submit(evaluate_batch, settings, *nxt, pure=False)
-                futs[f2] = nxt[0]
-                ac.add(f2)
+                ac.add(client.submit(evaluate_batch_table, settings, *nxt, pure=False))
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+    return startup
 
 
 class Progress:

@@ -116,5 +116,6 @@ def integer_ratio(prefill_per_instance: float, decode_per_instance: float, toler
             break
     if best is None:  # even one instance of the smaller side needs more than max_instances of the other
         n_p, n_d = (max_instances, 1) if want >= 1.0 else (1, max_instances)
-        best = IntegerRatio(n_p, n_d, n_p * P / (n_d * D) - 1.0, False)
+        err = n_p * P / (n_d * D) - 1.0
+        best = IntegerRatio(n_p, n_d, err, abs(err) <= tolerance)
     return best

@@ -21,32 +21,29 @@ from pathlib import Path
 import pandas as pd
 
 from simcluster.errors import UserError
+from simcluster.perf.memory import NCCL_MEM_BYTES, OTHER_MEM_BYTES
 
 SERVING_FRAMEWORKS = ("vllm", "sglang", "trtllm")
 
 
 def _none(v):
-    if v is None:
+    """None for missing values (None, NaN, pandas NA), the value otherwise."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
         return None
     try:
-        if isinstance(v, float) and math.isnan(v):
-            return None
-    except TypeError:
-        pass
-    try:
-        if pd.isna(v):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return v
+        return None if pd.isna(v) else v
+    except (TypeError, ValueError):  # arrays and other non-scalars
+        return v
 
 
 def scenario_for(row: dict, *, requests: int = 400, load: float = 0.8, seed: int = 0, slo: dict | None = None,
-                 rate_per_s: float | None = None, workload: dict | None = None) -> dict:
+                 rate_per_s: float | None = None, workload: dict | None = None,
+                 instances: tuple[int, int] | int | None = None) -> dict:
     """A scenario dict that deploys the point ``row`` (a sweep row) under a fixed-length workload.
 
     ``rate_per_s`` overrides ``load`` × the point's capacity; ``workload`` replaces the workload
-    section. Raises :class:`UserError` when the point cannot be replayed.
+    section; ``instances`` overrides the pool sizes (``(n_prefill, n_decode)``, or the co-located
+    count). Raises :class:`UserError` when the point cannot be replayed.
     """
     row = {k: _none(v) for k, v in row.items()}
     if row.get("status") != "ok":
@@ -62,8 +59,8 @@ def scenario_for(row: dict, *, requests: int = 400, load: float = 0.8, seed: int
                "framework": fw if fw in SERVING_FRAMEWORKS else "vllm"}
     if fw not in SERVING_FRAMEWORKS:
         serving["step_overhead_s"] = 0.0
-    # the analytic path reserves the memory plan's default for activations: do the same
-    serving["activation_reserve_gb"] = _reserve_gb(row)
+    # the analytic path reserves the memory plan's default for activations (multi-GPU): do the same
+    serving["activation_reserve_gb"] = (OTHER_MEM_BYTES + NCCL_MEM_BYTES) / 1e9
     cluster = {"gpu": row["gpu"]}
     if row.get("nvlink_domain_size"):
         cluster["nvlink_domain_size"] = int(row["nvlink_domain_size"])
@@ -76,17 +73,18 @@ def scenario_for(row: dict, *, requests: int = 400, load: float = 0.8, seed: int
     if mode == "disaggregated":
         bp = int(row["prefill_batch_used"])
         ppp = int(row.get("prefill_pp") or 1)
+        n_p, n_d = instances if isinstance(instances, tuple) else (int(row["n_prefill"]), int(row["n_decode"]))
         pools = {
-            "prefill": {"instances": int(row["n_prefill"]), "layout": row["prefill_layout_used"],
+            "prefill": {"instances": int(n_p), "layout": row["prefill_layout_used"],
                         "max_num_seqs": max(1, bp * ppp), "max_num_batched_tokens": max(bp * isl, 1)},
-            "decode": {"instances": int(row["n_decode"]), "layout": row["decode_layout"],
+            "decode": {"instances": int(n_d), "layout": row["decode_layout"],
                        "max_num_seqs": int(row["decode_batch"]) * pp},
         }
     else:
         b = int(row["decode_batch"])
-        chunk = int(row.get("chunk_tokens") or 1)
-        pools = {"colocated": {"instances": 1, "layout": row["decode_layout"], "max_num_seqs": b * pp,
-                               "max_num_batched_tokens": b + max(chunk, 1), "chunked_prefill": True}}
+        n = int(instances) if isinstance(instances, int) else 1
+        pools = {"colocated": {"instances": n, "layout": row["decode_layout"], "max_num_seqs": b * pp,
+                               "max_num_batched_tokens": int(row["token_budget"]), "chunked_prefill": True}}
     rate = rate_per_s if rate_per_s is not None else load * float(row["requests_per_s"])
     if not rate > 0:
         raise UserError("the point has no request capacity to replay")
@@ -106,20 +104,14 @@ def scenario_for(row: dict, *, requests: int = 400, load: float = 0.8, seed: int
     }
 
 
-def _reserve_gb(row: dict) -> float:
-    from simcluster.perf.memory import NCCL_MEM_BYTES, OTHER_MEM_BYTES
-
-    return (OTHER_MEM_BYTES + NCCL_MEM_BYTES) / 1e9
-
-
-def run_point(row: dict, out_dir: Path, **kw) -> dict:
+def run_point(row: dict, out_dir: Path, *, base_dir: Path | None = None, **kw) -> dict:
     """Replay one point; returns the DES summary (also written to ``out_dir/summary.json``)."""
     from simcluster.config.scenario import Scenario
     from simcluster.sim.runner import run_scenario
 
     data = scenario_for(row, **kw)
     scenario = Scenario.model_validate(data)
-    return run_scenario(scenario, out_dir, out_dir)
+    return run_scenario(scenario, base_dir or out_dir, out_dir)
 
 
 def replay_points(rows: pd.DataFrame, sweep_dir: Path, *, requests: int = 400, load: float = 0.8, seed: int = 0,

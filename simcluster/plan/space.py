@@ -25,7 +25,8 @@ Which axes a point has depends on its mode (the others are not multiplied in):
 * ``disaggregated``: decode layout × batch × ratio, and prefill layout × batch when
   ``prefill.select`` is ``each`` (with ``best``, each point takes the prefill configuration of the
   prefill axes with the highest requests/s/GPU under the FTL limit, SEED-NOTES §2.3 Alg. 1);
-* ``colocated``: the ``colocated`` section's layouts × batch (the decode section when absent).
+* ``colocated``: the ``colocated`` section's layouts × token budget × batch (the decode section when
+  absent).
 
 Layout entries are layout strings (``"kvp=4,tpa=8,tpf=32"``) or **generators**: a mapping of layout
 keys to a value or a list of values, expanded as a product (``{kvp: [1, 2, 4], tpa: [1, 8]}``).
@@ -62,7 +63,7 @@ PARAMS = (
     "gpu", "nvlink_domain_size", "model", "weights", "kv", "activations", "framework", "cost",
     "kv_eviction_budget", "resmoe_keep", "hop_b", "exchange_model", "a2a_payload",
     "mode", "isl", "osl", "context_tokens",
-    "decode_layout", "decode_batch", "ratio", "prefill_layout", "prefill_batch",
+    "decode_layout", "decode_batch", "ratio", "prefill_layout", "prefill_batch", "token_budget",
     "ftl_limit_s", "gpu_memory_utilization", "ratio_tolerance",
 )
 _PARAM_INDEX = {name: i for i, name in enumerate(PARAMS)}
@@ -160,6 +161,8 @@ class PhaseAxes(_Spec):
     gpus: GPURange = GPURange()
     context_tokens: Optional[int] = Field(
         None, ge=1, description="decode mode only: KV tokens per sequence (default ISL + OSL/2)")
+    token_budget: list[int] = Field(
+        [2048], description="colocated only: tokens per step (decodes + prefill chunk), Sarathi-style budgets")
     select: Literal["best", "each"] = Field(
         "best", description="prefill only: best = the prefill configuration with the highest requests/s/GPU "
         "under the FTL limit; each = every prefill configuration is an axis of the point")
@@ -169,10 +172,18 @@ class PhaseAxes(_Spec):
     def _batch(cls, v):
         return v if isinstance(v, dict) else _listify(v)
 
-    @field_validator("layouts", mode="before")
+    @field_validator("layouts", "token_budget", mode="before")
     @classmethod
     def _layouts(cls, v):
         return _listify(v)
+
+    @field_validator("token_budget")
+    @classmethod
+    def _budgets(cls, v: list) -> list:
+        for b in v:
+            if b < 2:
+                raise ValueError(f"a token budget must be at least 2 tokens, got {b}")
+        return v
 
     def batches(self) -> list[int]:
         vals = self.batch.values() if isinstance(self.batch, BatchRange) else list(self.batch)
@@ -482,8 +493,8 @@ def prefill_candidates(spec: SweepSpec) -> tuple[list[str], list[int]]:
 
 
 def iter_points(spec: SweepSpec) -> Iterator[tuple]:
-    """Every design point of ``spec`` as a tuple in :data:`PARAMS` order (batch innermost, so that
-    consecutive points share a latency table)."""
+    """Every design point of ``spec`` as a tuple in :data:`PARAMS` order (batch innermost; all the
+    points of one configuration together, so that consecutive points share a latency table)."""
     c = spec.constraints
     k = spec.knobs
     f = spec.formats
@@ -492,35 +503,42 @@ def iter_points(spec: SweepSpec) -> Iterator[tuple]:
     col_phase = spec.colocated or spec.decode
     col = expand_layouts(col_phase).layouts if col_phase else []
     col_b = col_phase.batches() if col_phase else []
+    col_budgets = sorted(set(col_phase.token_budget)) if col_phase else []
     pre_l, pre_b = prefill_candidates(spec)
     select_each = spec.prefill is not None and spec.prefill.select == "each"
     best_of = prefill_space_id(pre_l, pre_b)
     ratios = [r if isinstance(r, str) else float(r) for r in spec.ratio]
     context = spec.decode.context_tokens if spec.decode else None
 
+    # hardware, model, formats and knobs outermost, then the layout, then traffic and the rest: every
+    # point of one latency table is produced before the next table is needed
     outer = itertools.product(
         spec.gpu, spec.model, f.weights, f.kv, f.activations, spec.framework,
-        k.kv_eviction_budget, k.resmoe_keep, k.hop_b, k.exchange_model, k.a2a_payload,
-        spec.traffic_pairs(), spec.mode)
-    for (gpu, model, w, kv, act, fw, budget, keep, hop_b, exch, payload, (isl, osl), mode) in outer:
-        head = (gpu, spec.nvlink_domain_size, model, w, kv, act, fw, spec.cost, budget, float(keep), hop_b, exch,
-                payload, mode, isl, osl)
-        tail = (c.ftl_limit_s, c.gpu_memory_utilization, c.ratio_tolerance)
+        k.kv_eviction_budget, k.resmoe_keep, k.hop_b, k.exchange_model, k.a2a_payload, spec.mode)
+    traffic = spec.traffic_pairs()
+    tail = (c.ftl_limit_s, c.gpu_memory_utilization, c.ratio_tolerance)
+    for (gpu, model, w, kv, act, fw, budget, keep, hop_b, exch, payload, mode) in outer:
+        hw = (gpu, spec.nvlink_domain_size, model, w, kv, act, fw, spec.cost, budget, float(keep), hop_b, exch, payload,
+              mode)
         if mode == "decode":
             for lay in dec:
-                for b in dec_b:
-                    yield head + (context, lay, b, None, None, None) + tail
+                for isl, osl in traffic:
+                    for b in dec_b:
+                        yield hw + (isl, osl, context, lay, b, None, None, None, None) + tail
         elif mode == "colocated":
             for lay in col:
-                for b in col_b:
-                    yield head + (None, lay, b, None, None, None) + tail
+                for tb in col_budgets:
+                    for isl, osl in traffic:
+                        for b in col_b:
+                            yield hw + (isl, osl, None, lay, b, None, None, None, tb) + tail
         else:
             pre = [(pl, pb) for pl in pre_l for pb in pre_b] if select_each else [(best_of, None)]
             for lay in dec:
-                for ratio in ratios:
-                    for pl, pb in pre:
-                        for b in dec_b:
-                            yield head + (None, lay, b, ratio, pl, pb) + tail
+                for isl, osl in traffic:
+                    for ratio in ratios:
+                        for pl, pb in pre:
+                            for b in dec_b:
+                                yield hw + (isl, osl, None, lay, b, ratio, pl, pb, None) + tail
 
 
 def expand(spec: SweepSpec) -> Expansion:

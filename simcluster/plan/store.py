@@ -39,7 +39,8 @@ _PARAM_TYPES = {
     "kv_eviction_budget": pa.int64(), "resmoe_keep": pa.float64(), "hop_b": pa.bool_(),
     "exchange_model": pa.string(), "a2a_payload": pa.string(), "mode": pa.string(), "isl": pa.int64(),
     "osl": pa.int64(), "context_tokens": pa.int64(), "decode_layout": pa.string(), "decode_batch": pa.int64(),
-    "ratio": pa.string(), "prefill_layout": pa.string(), "prefill_batch": pa.int64(), "ftl_limit_s": pa.float64(),
+    "ratio": pa.string(), "prefill_layout": pa.string(), "prefill_batch": pa.int64(), "token_budget": pa.int64(),
+    "ftl_limit_s": pa.float64(),
     "gpu_memory_utilization": pa.float64(), "ratio_tolerance": pa.float64(),
 }
 
@@ -125,10 +126,10 @@ class PointStore:
             raise UserError(f"unreadable part file in the points dataset ({exc}); delete it to recompute its "
                             f"points", where=str(self.dir)) from None
 
-    def write(self, points: list[tuple], rows: list[dict]) -> Path:
-        """Write one batch atomically; returns the part file."""
-        table = rows_to_table(points, rows, self.metadata)
-        name = f"part-{rows[0]['point_id']}-{uuid.uuid4().hex[:8]}.parquet"
+    def write(self, table: pa.Table) -> Path:
+        """Write one batch (a table of :data:`SCHEMA`) atomically; returns the part file."""
+        table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in self.metadata.items()})
+        name = f"part-{table.column('point_id')[0].as_py()}-{uuid.uuid4().hex[:8]}.parquet"
         tmp = self.dir / f".tmp-{name}"
         final = self.dir / name
         pq.write_table(table, tmp, compression="zstd")
@@ -139,8 +140,6 @@ class PointStore:
 
     def read(self, columns: Iterable[str] | None = None, ids: set[str] | None = None):
         """All points as a pandas DataFrame (de-duplicated by ``point_id``, optionally restricted to ``ids``)."""
-        import pandas as pd
-
         files = self.part_files()
         cols = list(columns) if columns is not None else None
         if cols is not None and "point_id" not in cols:
@@ -155,6 +154,15 @@ class PointStore:
         df = table.to_pandas()
         df = df.drop_duplicates("point_id", keep="last")
         return df.reset_index(drop=True)
+
+
+def read_points(sweep_dir: str | Path, ids: set[str] | None = None):
+    """The points of a sweep folder as a DataFrame, without touching the folder."""
+    store = PointStore.__new__(PointStore)
+    store.out_dir = Path(sweep_dir)
+    store.dir = store.out_dir / "points"
+    store.metadata = {}
+    return store.read(ids=ids)
 
 
 def write_table_atomic(table: pa.Table, path: Path) -> None:

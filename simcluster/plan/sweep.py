@@ -19,9 +19,9 @@ import pyarrow as pa
 from simcluster import __version__
 from simcluster.errors import UserError
 from simcluster.plan.executor import DEFAULT_BATCH_SIZE, ExecutorChoice, Progress, run_batches
-from simcluster.plan.pareto import frontier
+from simcluster.plan.pareto import FRONTIER_COLUMNS, frontier
 from simcluster.plan.space import SweepSpec, expand, spec_settings
-from simcluster.plan.store import PointStore, write_json_atomic, write_table_atomic
+from simcluster.plan.store import SCHEMA, PointStore, write_json_atomic, write_table_atomic
 
 
 def _spec_fingerprint(spec: SweepSpec) -> str:
@@ -62,10 +62,10 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, spec_text: str | None = N
     bar = Progress(len(exp), initial=already, enabled=progress)
     count = [0]
 
-    def write(pts, rows):
-        store.write(pts, rows)
-        bar.update(len(pts))
-        count[0] += len(pts)
+    def write(table):
+        store.write(table)
+        bar.update(table.num_rows)
+        count[0] += table.num_rows
         if on_batch is not None:
             on_batch(count[0])
 
@@ -74,7 +74,9 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, spec_text: str | None = N
     finally:
         bar.close()
 
-    df = store.read(ids=set(exp.ids))
+    # only the columns the frontier needs: the points of a large sweep stay on disk
+    cols = sorted(set(FRONTIER_COLUMNS) - {"group"} | {"status"} | set(spec.pareto.group_by) & set(SCHEMA.names))
+    df = store.read(columns=cols, ids=set(exp.ids))
     front = frontier(df, spec.pareto.group_by)
     write_table_atomic(pa.Table.from_pandas(front, preserve_index=False), out / "pareto.parquet")
     statuses = df["status"].value_counts().to_dict() if len(df) else {}
@@ -93,11 +95,12 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, spec_text: str | None = N
         "workers": executor.workers,
         "batch_size": batch_size,
         "evaluate_wall_s": stats.wall_s,
+        "executor_startup_s": stats.startup_s,
         "points_per_s": stats.done_points / stats.wall_s if stats.wall_s > 0 else None,
         "total_wall_s": time.perf_counter() - t0,
     }
     if replay:
-        manifest["replay"] = _replay(spec, out, df, front, replay)
+        manifest["replay"] = _replay(spec, out, store.read(ids=set(exp.ids)), front, replay)
     write_json_atomic(manifest, out / "sweep.json")
     return manifest
 
