@@ -23,6 +23,8 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "trace": ("simcluster.cli.trace", "trace", "Workload statistics and conversion between trace formats."),
     "cost": ("simcluster.cli.cost", "cost", "Latency of one step of one configuration, broken down."),
     "calibrate": ("simcluster.cli.calibrate", "calibrate", "Fit cost models to measured op latencies."),
+    "bench": ("simcluster.cli.bench", "bench", "Simulated vllm bench serve/throughput/latency (and SGLang, TRT-LLM)."),
+    "validate": ("simcluster.cli.validate", "validate", "Predict measured deployments (silicon_sample CSV) and report the error."),
     "sweep": ("simcluster.cli.sweep", "sweep", "Evaluate a design space (resumable); points and Pareto frontier."),
     "plan": ("simcluster.cli.plan", "plan", "Cheapest deployment that meets SLOs at a given traffic."),
     "report": ("simcluster.cli.report", "report", "Plots (PNG/SVG) and an HTML page of a sweep or a run."),

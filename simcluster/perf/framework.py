@@ -18,6 +18,15 @@ adds what its scheduler does around that work. Each behaviour is one parameter o
 * **token budget, max sequences, chunked prefill** — the defaults of the pool's
   ``max_num_batched_tokens``, ``max_num_seqs`` and ``chunked_prefill`` (used when a scenario or a
   command does not set them).
+* **all-reduce implementation** — the tensor-parallel all-reduces of all three frameworks run their
+  own one-shot / two-shot kernels under CUDA graphs inside an NVLink node (vLLM and SGLang
+  ``custom_all_reduce`` up to 8 MiB, TRT-LLM's AllReduce AUTO strategy), 3–5× faster than NCCL for
+  decode-sized messages: :class:`FrameworkOps` prices them from the measured custom all-reduce tables.
+* **KV-cache pool size** — vLLM and SGLang size the pool as a share of the whole GPU memory minus
+  the weights (``gpu_memory_utilization`` / ``mem_fraction_static``, the scenario's
+  ``serving.gpu_memory_utilization``); TRT-LLM as ``free_gpu_memory_fraction`` (0.9) of the memory
+  left *after* the weights (``kv_fraction_of_free``), which leaves more room for KV when weights fill
+  most of the GPU.
 * **disaggregated hand-over** — the first token reaches the client from the decode worker, after
   the KV transfer and ``handover_s`` of fixed cost (transfer set-up, the decode worker's scheduling
   of the arrived request); ``request_overhead_s`` is the client-side cost of every request (HTTP,
@@ -75,8 +84,15 @@ class FrameworkProfile:
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192
     chunked_prefill: bool = True
+    kv_fraction_of_free: float | None = None  # KV pool = this share of memory left after weights (TRT-LLM)
+    custom_all_reduce: bool = True  # TP all-reduces inside a node use the framework's one-shot kernel
+    custom_all_reduce_max_bytes: float = 8 * 2**20  # larger buffers go to NCCL
     handover_s: float = 0.0  # disaggregated: fixed cost between KV landing and the first token
     request_overhead_s: float = 0.0  # per request, client-visible (HTTP, tokenisation, frontend)
+    request_overhead_per_input_token_s: float = 0.0  # ... growing with the prompt (tokenisation, payload)
+    # fitted corrections of the op-table GPU time, per (GPU, model kind): (gpu, "moe"|"dense",
+    # decode-step scale, prefill-step scale); see simcluster.validate.fit and docs/validation.md
+    gpu_time_scales: tuple = ()
     sources: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -84,10 +100,17 @@ class FrameworkProfile:
             raise UserError(f"mixed_batching must be fused or sequential, got {self.mixed_batching!r}",
                             where="mixed_batching")
         for name in ("eager_overhead_s", "decode_overhead_s", "decode_overhead_per_seq_s", "prefill_overhead_s",
-                     "handover_s", "request_overhead_s"):
+                     "handover_s", "request_overhead_s", "request_overhead_per_input_token_s"):
             if getattr(self, name) < 0:
                 raise UserError("must be non-negative", where=name)
         object.__setattr__(self, "cuda_graph_sizes", tuple(sorted(set(int(s) for s in self.cuda_graph_sizes))))
+
+    def gpu_time_scale(self, gpu: str, kind: str) -> tuple[float, float]:
+        """(decode, prefill) multipliers of the op-table GPU time on ``gpu`` for ``kind`` models."""
+        for g, k, d, pf in self.gpu_time_scales:
+            if g == gpu and k == kind:
+                return float(d), float(pf)
+        return 1.0, 1.0
 
     def with_(self, **changes) -> "FrameworkProfile":
         return replace(self, **changes)
@@ -112,24 +135,36 @@ class FrameworkProfile:
         return t
 
 
-# Defaults. Structural values are the frameworks' documented defaults (cited); the five times
-# (decode/prefill/eager overheads, hand-over, request overhead) were fitted on the train split of
-# the silicon validation set (simcluster.validate.fit; docs/validation.md has the split and the
-# held-out errors).
+# Defaults. Structural values are the frameworks' documented defaults (cited). The times (CPU
+# overhead per scheduler step, request overhead, hand-over) and the GPU-time scales per (GPU, model
+# kind) were fitted on the train half of the configuration split of the silicon validation set
+# (``python -m simcluster.validate.fit ../shared/validation/silicon_sample_dev.csv``, fit of the
+# current model; docs/validation.md has the split, the values and the held-out errors). The
+# prefill-step overhead equals the decode-step one (one scheduler iteration). No eager-mode penalty
+# is charged beyond the largest captured graph (vLLM V1 falls back to piecewise graphs).
 PROFILES: dict[str, FrameworkProfile] = {
     "vllm": FrameworkProfile(
         name="vllm",
         cuda_graph_sizes=_vllm_graph_sizes(512),
-        eager_overhead_s=2.0e-3,
-        decode_overhead_s=1.0e-3,
-        decode_overhead_per_seq_s=2.0e-6,
-        prefill_overhead_s=3.0e-3,
+        eager_overhead_s=0.0,
+        decode_overhead_s=0.0015,
+        decode_overhead_per_seq_s=0.0,
+        prefill_overhead_s=0.0015,
         mixed_batching="fused",
         max_num_seqs=1024,
         max_num_batched_tokens=8192,
         chunked_prefill=True,
-        handover_s=5.0e-3,
-        request_overhead_s=10e-3,
+        handover_s=0.0,
+        request_overhead_s=0.01,
+        request_overhead_per_input_token_s=1e-05,
+        gpu_time_scales=(  # (GPU, model kind, decode scale, prefill scale), fitted
+            ("b200_sxm", "dense", 0.85, 0.6),
+            ("b200_sxm", "moe", 0.5, 0.5),
+            ("h100_sxm", "dense", 1.05, 0.5),
+            ("h100_sxm", "moe", 0.6, 0.5),
+            ("h200_sxm", "dense", 0.85, 0.5),
+            ("h200_sxm", "moe", 0.8, 0.7),
+        ),
         sources={
             "max_num_seqs": "vLLM V1 EngineArgs default for >= 70 GB GPUs (OpenAI server): 1024",
             "max_num_batched_tokens": "vLLM V1 EngineArgs default for >= 70 GB GPUs (OpenAI server): 8192",
@@ -141,16 +176,24 @@ PROFILES: dict[str, FrameworkProfile] = {
     "sglang": FrameworkProfile(
         name="sglang",
         cuda_graph_sizes=_sglang_graph_sizes(512),
-        eager_overhead_s=2.0e-3,
-        decode_overhead_s=1.0e-3,
-        decode_overhead_per_seq_s=2.0e-6,
-        prefill_overhead_s=3.0e-3,
+        eager_overhead_s=0.0,
+        decode_overhead_s=0.001,
+        decode_overhead_per_seq_s=0.0,
+        prefill_overhead_s=0.001,
         mixed_batching="sequential",
         max_num_seqs=2048,
         max_num_batched_tokens=8192,
         chunked_prefill=True,
-        handover_s=5.0e-3,
-        request_overhead_s=10e-3,
+        handover_s=0.0,
+        request_overhead_s=0.15,
+        request_overhead_per_input_token_s=2e-05,
+        gpu_time_scales=(  # (GPU, model kind, decode scale, prefill scale), fitted
+            ("b200_sxm", "moe", 0.6, 0.85),
+            ("gb200", "moe", 0.6, 0.5),
+            ("h100_sxm", "dense", 0.9, 2.0),
+            ("h200_sxm", "dense", 1.3, 2.0),
+            ("h200_sxm", "moe", 0.9, 0.6),
+        ),
         sources={
             "max_num_batched_tokens": "SGLang --chunked-prefill-size default 8192 (16384 on >= 160 GB GPUs)",
             "mixed_batching": "SGLang runs a prefill batch as its own forward pass unless --enable-mixed-chunk",
@@ -161,22 +204,34 @@ PROFILES: dict[str, FrameworkProfile] = {
     "trtllm": FrameworkProfile(
         name="trtllm",
         cuda_graph_sizes=_trtllm_graph_sizes(2048),
-        eager_overhead_s=2.0e-3,
-        decode_overhead_s=0.5e-3,
-        decode_overhead_per_seq_s=1.0e-6,
-        prefill_overhead_s=2.0e-3,
+        eager_overhead_s=0.0,
+        decode_overhead_s=0.0,
+        decode_overhead_per_seq_s=0.0,
+        prefill_overhead_s=0.0,
         mixed_batching="fused",
         max_num_seqs=2048,
         max_num_batched_tokens=8192,
         chunked_prefill=False,
-        handover_s=5.0e-3,
-        request_overhead_s=10e-3,
+        kv_fraction_of_free=0.9,
+        handover_s=0.0,
+        request_overhead_s=0.01,
+        request_overhead_per_input_token_s=5e-06,
+        gpu_time_scales=(  # (GPU, model kind, decode scale, prefill scale), fitted
+            ("b200_sxm", "dense", 0.8, 0.7),
+            ("b200_sxm", "moe", 0.5, 0.5),
+            ("gb200", "moe", 0.5, 0.5),
+            ("h100_sxm", "dense", 1.1, 1.2),
+            ("h100_sxm", "moe", 1.05, 1.2),
+            ("h200_sxm", "dense", 0.8, 0.5),
+            ("h200_sxm", "moe", 0.85, 1.2),
+        ),
         sources={
             "max_num_seqs": "trtllm-serve --max_batch_size default 2048",
             "max_num_batched_tokens": "trtllm-serve --max_num_tokens default 8192",
             "chunked_prefill": "TRT-LLM enable_chunked_prefill default False: a context runs whole",
             "cuda_graph_sizes": "TRT-LLM cuda_graph_config with padding: 1,2,4, 8..128 step 8, powers of two",
             "mixed_batching": "TRT-LLM in-flight batching: context and generation requests in one step",
+            "kv_fraction_of_free": "trtllm-serve kv_cache_config.free_gpu_memory_fraction default 0.9",
         },
     ),
 }
@@ -197,12 +252,73 @@ def default_chunk_budget(profile: FrameworkProfile, gpu_memory_bytes: float) -> 
     return profile.max_num_batched_tokens
 
 
+class FrameworkOps:
+    """An op-cost model as a framework calls the ops: TP all-reduces over NVLink use the framework's
+    custom all-reduce (``ops.custom_all_reduce``) when the profile says so and the buffer is small
+    enough; every other op is answered by the wrapped model unchanged."""
+
+    def __init__(self, ops, profile: FrameworkProfile, node_gpus: int = 8) -> None:
+        self._ops = ops
+        self._profile = profile
+        self._node_gpus = node_gpus
+
+    def __getattr__(self, name):
+        return getattr(self._ops, name)
+
+    def __setattr__(self, name, value):  # provenance fields (last_source, ...) live on the wrapped model
+        if name.startswith("_"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._ops, name, value)
+
+    def _custom(self, op: str, n_gpus: int, link: str) -> bool:
+        p = self._profile
+        return (p.custom_all_reduce and op in ("all_reduce", "allreduce") and link == "nvlink"
+                and 1 < n_gpus <= self._node_gpus and hasattr(self._ops, "custom_all_reduce"))
+
+    def collective(self, op: str, bytes_per_gpu, n_gpus: int, link: str):
+        if isinstance(bytes_per_gpu, np.ndarray):
+            return self.collective_many(op, bytes_per_gpu, n_gpus, link)
+        if self._custom(op, n_gpus, link) and bytes_per_gpu <= self._profile.custom_all_reduce_max_bytes:
+            return self._ops.custom_all_reduce(float(bytes_per_gpu), int(n_gpus))
+        return self._ops.collective(op, bytes_per_gpu, n_gpus, link)
+
+    def collective_many(self, op: str, bytes_per_gpu, n_gpus: int, link: str):
+        b = np.asarray(bytes_per_gpu, dtype=float)
+        many = getattr(self._ops, "collective_many", None)
+        base = many(op, b, n_gpus, link) if many is not None else np.array(
+            [self._ops.collective(op, float(x), n_gpus, link) for x in b.ravel()]).reshape(b.shape)
+        if not self._custom(op, n_gpus, link):
+            return base
+        out = np.array(base, dtype=float, copy=True)
+        small = b <= self._profile.custom_all_reduce_max_bytes
+        if small.any():
+            cache: dict[float, float] = {}
+            flat_b = b[small]
+            vals = []
+            for x in flat_b.ravel():
+                v = cache.get(x)
+                if v is None:
+                    v = cache[x] = self._ops.custom_all_reduce(float(x), int(n_gpus))
+                vals.append(v)
+            out[small] = np.array(vals).reshape(flat_b.shape)
+        return out
+
+
 def _sub(a: StepTime, b: StepTime) -> StepTime:
     return StepTime(*(x - y for x, y in zip(a, b)))
 
 
 def _add(a: StepTime, b: StepTime, k: float = 1.0) -> StepTime:
     return StepTime(*(x + k * y for x, y in zip(a, b)))
+
+
+def _scale(a: StepTime, k: float) -> StepTime:
+    """Times scaled by ``k`` (a GPU-time correction); FLOPs and bytes unchanged."""
+    if k == 1.0:
+        return a
+    return StepTime(a.latency_s * k, a.weight_read_s * k, a.kv_read_s * k, a.compute_s * k, a.comm_s * k,
+                    a.other_s * k, a.flops, a.hbm_bytes)
 
 
 class ScheduledStepCost:
@@ -214,12 +330,14 @@ class ScheduledStepCost:
     passed through.
     """
 
-    def __init__(self, base, profile: FrameworkProfile, dp: int = 1) -> None:
+    def __init__(self, base, profile: FrameworkProfile, dp: int = 1, gpu: str = "", kind: str = "") -> None:
         self.base = base
         self.profile = profile
         self.dp = max(1, int(dp))
+        self.decode_scale, self.prefill_scale = profile.gpu_time_scale(gpu, kind)
         self.pipeline_stages = getattr(base, "pipeline_stages", 1)
         self._pad_cache: dict[int, StepTime] = {}
+        self._step_cache: dict[BatchShape, StepTime] = {}
 
     # padding of a decode batch: what the padded slots add (GEMM rows, no KV)
     def _padded(self, batch: int) -> int:
@@ -253,13 +371,35 @@ class ScheduledStepCost:
         return t
 
     def step(self, shape: BatchShape) -> StepTime:
+        # Steps with prefill work are priced through the op tables at lookup time (milliseconds for
+        # calibrated ones); closed-loop benchmarks repeat the same shapes, so they are memoised.
+        if shape.prefill_tokens > 0:
+            d = shape.decode_seqs
+            # the decodes' attention is additive to the rest of the step: memoise the step with
+            # one-token decode contexts and add the decode-attention difference (two table lookups)
+            key = BatchShape(shape.prefill_tokens, shape.prefill_seqs, shape.prefill_attn_pairs,
+                             shape.prefill_past_tokens, d, d)
+            st = self._step_cache.get(key)
+            if st is None:
+                if len(self._step_cache) > 65536:
+                    self._step_cache.clear()
+                st = self._step_cache[key] = self._step(key)
+            p_seq = self.profile.mixed_batching == "sequential"
+            if d > 0 and shape.decode_context_tokens != d:
+                hi = self.base.step(BatchShape(decode_seqs=d, decode_context_tokens=shape.decode_context_tokens))
+                lo = self.base.step(BatchShape(decode_seqs=d, decode_context_tokens=d))
+                st = _add(st, _sub(hi, lo), self.decode_scale if p_seq else self.prefill_scale)
+            return st
+        return self._step(shape)
+
+    def _step(self, shape: BatchShape) -> StepTime:
         base = self.base
         p = self.profile
         if shape.prefill_tokens <= 0:
             d = shape.decode_seqs
             if d <= 0:
                 return StepTime(0.0)
-            st = _add(base.step(shape), self._pad_delta(d))
+            st = _scale(_add(base.step(shape), self._pad_delta(d)), self.decode_scale)
             ovh = self._decode_overhead(d)
             return st._replace(latency_s=st.latency_s + ovh, other_s=st.other_s + ovh)
         if p.mixed_batching == "sequential" and shape.decode_seqs > 0:
@@ -267,9 +407,9 @@ class ScheduledStepCost:
                                        shape.prefill_past_tokens))
             dec = self.step(BatchShape(decode_seqs=shape.decode_seqs,
                                        decode_context_tokens=shape.decode_context_tokens))
-            st = _add(pre, dec)
+            st = _add(_scale(pre, self.prefill_scale), dec)
         else:
-            st = base.step(shape)
+            st = _scale(base.step(shape), self.prefill_scale)
         ovh = p.prefill_overhead_s
         return st._replace(latency_s=st.latency_s + ovh, other_s=st.other_s + ovh)
 
@@ -277,13 +417,14 @@ class ScheduledStepCost:
         lats = self.base.decode_run(batch, context_tokens, n_steps)
         if n_steps <= 0 or batch <= 0:
             return lats
-        return lats + (self._pad_delta(batch).latency_s + self._decode_overhead(batch))
+        k = self.decode_scale
+        return (lats + self._pad_delta(batch).latency_s) * k + self._decode_overhead(batch)
 
     def decode_run_totals(self, batch: int, context_tokens: int, n_steps: int) -> StepTime:
         st = self.base.decode_run_totals(batch, context_tokens, n_steps)
         if n_steps <= 0 or batch <= 0:
             return st
-        st = _add(st, self._pad_delta(batch), float(n_steps))
+        st = _scale(_add(st, self._pad_delta(batch), float(n_steps)), self.decode_scale)
         ovh = self._decode_overhead(batch) * n_steps
         return st._replace(latency_s=st.latency_s + ovh, other_s=st.other_s + ovh)
 

@@ -52,6 +52,16 @@ def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> li
         profile = get_profile(sv.framework, field="serving.framework")
     if not sv.framework_profile:
         profile = None
+    if profile is not None and ops is not None:
+        from simcluster.perf.framework import FrameworkOps
+
+        fkey = ("framework_ops", gpu.name, sv.framework, profile)
+        fops = cost_cache.get(fkey) if cost_cache is not None else None
+        if fops is None:
+            fops = FrameworkOps(ops, profile, node_gpus=scenario.cluster.gpus_per_node or gpu.gpus_per_node)
+            if cost_cache is not None:
+                cost_cache[fkey] = fops
+        ops = fops
 
     roles = ROLES_BY_MODE[sv.mode]
     pools_cfg = scenario.pools
@@ -81,13 +91,18 @@ def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> li
                 profile = profile.with_(decode_overhead_s=sv.step_overhead_s, decode_overhead_per_seq_s=0.0,
                                         prefill_overhead_s=sv.step_overhead_s, eager_overhead_s=0.0)
             cspec = dataclasses.replace(cspec, step_overhead_s=0.0)
-        mkey = ("memory", cspec, sv.gpu_memory_utilization, sv.activation_reserve_gb)
+        free_fraction = profile.kv_fraction_of_free if profile is not None else None
+        util = 1.0 if free_fraction else sv.gpu_memory_utilization
+        mkey = ("memory", cspec, util, sv.activation_reserve_gb)
         mem = cost_cache.get(mkey) if cost_cache is not None else None
         if mem is None:
-            mem = memory_plan(cspec, gpu_memory_utilization=sv.gpu_memory_utilization,
+            mem = memory_plan(cspec, gpu_memory_utilization=util,
                               activation_reserve_bytes=sv.activation_reserve_gb * 1e9, field=f"pools.{role}")
             if cost_cache is not None:
                 cost_cache[mkey] = mem
+        if free_fraction:  # the framework's KV pool is a share of the memory left after the weights
+            mem = dataclasses.replace(mem, kv_capacity_tokens=int(mem.kv_capacity_tokens * free_fraction),
+                                      kv_bytes_per_gpu=mem.kv_bytes_per_gpu * free_fraction)
         if scenario.cost.source == "constant":
             cost = ConstantStepCost(scenario.cost.constant_step_s)
         else:
@@ -95,12 +110,13 @@ def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> li
             cost = cost_cache.get(ckey) if cost_cache is not None else None
             if cost is None:
                 cost = build_step_cost(cspec)
-            if layout.pp > 1:  # micro-batches in flight across the stages
-                cost = PipelinedStepCost(cost, layout.pp)
+                if layout.pp > 1:  # micro-batches in flight across the stages
+                    cost = PipelinedStepCost(cost, layout.pp)
                 if profile is not None:
                     from simcluster.perf.framework import ScheduledStepCost
 
-                    cost = ScheduledStepCost(cost, profile, dp=layout.dp)
+                    cost = ScheduledStepCost(cost, profile, dp=layout.dp, gpu=gpu.name,
+                                             kind="moe" if model.is_moe else "dense")
                 if cost_cache is not None:
                     cost_cache[ckey] = cost
         peak_flops, _ = gpu.flops_for(get_format(act.name).compute_class)

@@ -19,7 +19,8 @@ Rules:
   ``moe_ep_size`` with ``moe_tp_size``-way expert TP. A known encoding of the source export is
   undone: when ``moe_tp_size == moe_ep_size = k > 1`` and ``tp_size × attention_dp_size = k²``, the
   deployment ran on k GPUs with EP k (the export multiplied the TP and EP widths; the row ids of
-  these configurations say ``tp{k}_ep{k}``), so the layout is TEP k (or DEP k with DP attention).
+  these configurations say ``tp{k}_ep{k}``), so the layout is TEP k (or DEP k with DP attention) —
+  unless the weights could not fit on k GPUs, when the columns are taken as written.
 * **Concurrency**: ``batch_size × attention_dp_size`` (the batch is per attention-DP rank); for
   disaggregated rows ``decode_batch_size × decode_attention_dp_size × decode_num_workers``; when the
   batch sizes are missing, the ``silicon_concurrency`` of the source column (or ``_c<N>_`` of the id).
@@ -34,8 +35,7 @@ Rules:
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from simcluster.catalog.gpus import get_gpu
 from simcluster.catalog.models import ModelSpec, get_model
@@ -93,11 +93,14 @@ class Unsupported:
     reason: str
 
 
-@dataclass
-class MappingOptions:
-    prompts_per_client: int = 10
-    decode_workers_default: int = 1
-    notes: list = field(default_factory=list)
+# Models whose published FP8 checkpoint is block-scaled (128×128 weight tiles): an "fp8" deployment of
+# them runs the block-scaled kernels (DeepSeek-V3/R1 FP8 release; Qwen/Qwen3-*-FP8 and
+# Qwen3.5-*-FP8 "fine-grained fp8 with block size 128"; MiniMax-M2 "FP8 e4m3 block-wise";
+# zai-org/GLM-5-FP8; Kimi-K2 FP8 release). NVIDIA ModelOpt checkpoints (nvidia/...) are per-tensor.
+BLOCK_FP8_MODELS = ("deepseek-v3", "deepseek-r1", "qwen3-32b", "qwen3-235b-a22b", "qwen3.5-397b-a17b",
+                    "minimax-m2", "minimax-m2.5", "glm-5", "kimi-k2")
+# gpt-oss ships MXFP4 experts (block 32, E8M0 scales): its "fp4" rows run MXFP4 kernels, not NVFP4.
+MXFP4_MODELS = ("gpt-oss-120b", "gpt-oss-20b")
 
 
 def weights_format(row: SiliconRow, model: ModelSpec) -> str:
@@ -107,6 +110,11 @@ def weights_format(row: SiliconRow, model: ModelSpec) -> str:
     fmt = _WEIGHT_FORMATS.get(mode)
     if fmt is None:
         raise UserError(f"unsupported precision {mode!r}")
+    nvidia = row.model_path.lower().startswith("nvidia/")
+    if fmt == "fp8" and model.name in BLOCK_FP8_MODELS and not nvidia:
+        fmt = "fp8_block"
+    if fmt == "nvfp4" and model.name in MXFP4_MODELS:
+        fmt = "mxfp4"
     return fmt
 
 
@@ -119,7 +127,15 @@ def kv_format(row: SiliconRow, weights: str) -> str:
     return "bf16"
 
 
-def _layout(shape: PoolShape, model: ModelSpec, gpu, role: str) -> tuple[str, int, list[str]]:
+def _fits(model: ModelSpec, gpu, n_gpus: int, weights: str) -> bool:
+    """Whether the model's weights fit on ``n_gpus`` GPUs at all (a coarse check for the decoding)."""
+    from simcluster.catalog.formats import get_format
+
+    total = model.param_counts()["total"] * get_format(weights).bytes_per_element
+    return total / n_gpus < 0.95 * gpu.memory_bytes
+
+
+def _layout(shape: PoolShape, model: ModelSpec, gpu, role: str, weights: str = "bf16") -> tuple[str, int, list[str]]:
     """(layout string, data-parallel replicas of a dense model, notes) of one worker."""
     notes: list[str] = []
     tp = max(shape.tp, 1)
@@ -133,7 +149,7 @@ def _layout(shape: PoolShape, model: ModelSpec, gpu, role: str) -> tuple[str, in
         return f"tp={tp},pp={pp}", replicas, notes
     mtp, mep = shape.moe_tp, shape.moe_ep
     n = tp * dp
-    if mtp > 1 and mtp == mep and n == mtp * mep:
+    if mtp > 1 and mtp == mep and n == mtp * mep and _fits(model, gpu, mep, weights):
         k = mep
         notes.append(f"{role}: tp×dp = moe_tp×moe_ep = {n} read as the export's encoding of {k} GPUs with EP {k}")
         if dp > 1:
@@ -155,9 +171,9 @@ def _layout(shape: PoolShape, model: ModelSpec, gpu, role: str) -> tuple[str, in
     return f"tp={tp},dp={dp},ep={ep},tpf={tpf},pp={pp}", 1, notes
 
 
-def map_row(row: SiliconRow, options: MappingOptions | None = None, profiles: dict | None = None) -> Setup | Unsupported:
-    """The simulated deployment of ``row``, or why it cannot be simulated."""
-    opt = options or MappingOptions()
+def map_row(row: SiliconRow, profiles: dict | None = None) -> Setup | Unsupported:
+    """The simulated deployment of ``row``, or why it cannot be simulated. ``profiles`` (framework →
+    :class:`~simcluster.perf.framework.FrameworkProfile`) replace the default profiles."""
     if row.backend not in FRAMEWORKS:
         return Unsupported(row, f"unsupported backend {row.backend!r} (known: {', '.join(FRAMEWORKS)})")
     try:
@@ -189,7 +205,7 @@ def map_row(row: SiliconRow, options: MappingOptions | None = None, profiles: di
     if row.mode == "agg":
         shape = row.agg
         try:
-            layout, replicas, n1 = _layout(shape, model, gpu, "agg")
+            layout, replicas, n1 = _layout(shape, model, gpu, "agg", weights)
         except UserError as exc:
             return Unsupported(row, str(exc))
         notes += n1
@@ -209,8 +225,8 @@ def map_row(row: SiliconRow, options: MappingOptions | None = None, profiles: di
     else:
         pre, dec = row.prefill, row.decode
         try:
-            lp, rp, n1 = _layout(pre, model, gpu, "prefill")
-            ld, rd, n2 = _layout(dec, model, gpu, "decode")
+            lp, rp, n1 = _layout(pre, model, gpu, "prefill", weights)
+            ld, rd, n2 = _layout(dec, model, gpu, "decode", weights)
         except UserError as exc:
             return Unsupported(row, str(exc))
         notes += n1 + n2

@@ -26,7 +26,10 @@ from simcluster.validate.mapping import PoolPlanSpec, Setup
 
 # share of the prefill pool's capacity a rate-matched pool runs at [INFERRED: deployments are sized
 # with headroom; 0.8 is the usual planning target]
-RATE_MATCH_UTILISATION = 0.8
+RATE_MATCH_UTILISATION = 1.0
+# sequences per attention rank a decode worker of unknown count is assumed to batch at most
+# [INFERRED: the decode batch of the benchmark sweeps' disaggregated recipes]; None = no cap
+DECODE_SEQS_PER_RANK_CAP: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,14 +70,44 @@ class _MemoryRecorder:
 _I_STATUS, _I_FIRST, _I_KV_END, _I_FINISH, _I_ARRIVAL, _I_N_OUT = 5, 10, 12, 13, 1, 3
 
 
-def closed_loop_workload(n_requests: int, isl: int, osl: int):
+def run_in_memory(scenario, workload, *, cost_cache: dict | None = None, profile=None):
+    """Run ``scenario`` on ``workload`` without writing files: (request rows, engine, run stats).
+
+    The rows are the engine's request records (``requests.parquet`` columns, in the engine's order).
+    """
+    from simcluster.sim.deployment import build_pools
+    from simcluster.sim.engine import Engine
+
+    if len(workload) == 0:
+        raise UserError("the workload has no requests", where="workload")
+    plans = build_pools(scenario, cost_cache=cost_cache, profile=profile)
+    rec = _MemoryRecorder()
+    engine = Engine(scenario, workload, plans, rec)
+    stats = engine.run()
+    return rec.requests.rows, engine, stats
+
+
+def closed_loop_workload(n_requests: int, isl: int, osl: int, range_ratio: float = 1.0, seed: int = 0,
+                         output_jitter: float = 0.0):
     """``n_requests`` requests all due at 0: with ``clients.max_concurrency`` = C they are sent as the
-    C clients free up (a closed loop)."""
+    C clients free up (a closed loop). ``range_ratio`` < 1 draws each length uniformly from
+    ``[range_ratio × L, L]`` (the random dataset of ``benchmark_serving.py --random-range-ratio``)."""
     from simcluster.workload.workload import Workload
 
     n = max(1, int(n_requests))
-    return Workload(np.zeros(n), np.full(n, int(isl)), np.full(n, int(osl)),
-                    source=f"closed loop: {n} requests of {isl}/{osl} tokens")
+    if range_ratio >= 1.0:
+        i = np.full(n, int(isl))
+        o = np.full(n, int(osl))
+        if output_jitter > 0:  # a few tokens either way: completions of one wave spread over steps
+            rng = np.random.Generator(np.random.PCG64(seed))
+            lo = max(1, int(round(osl * (1.0 - output_jitter))))
+            o = rng.integers(lo, int(osl) + 1, size=n)
+    else:
+        rng = np.random.Generator(np.random.PCG64(seed))
+        i = rng.integers(max(1, int(isl * range_ratio)), int(isl) + 1, size=n)
+        o = rng.integers(max(1, int(osl * range_ratio)), int(osl) + 1, size=n)
+    return Workload(np.zeros(n), i, o, source=f"closed loop: {n} requests of {isl}/{osl} tokens"
+                    + (f", range ratio {range_ratio}" if range_ratio < 1.0 else ""))
 
 
 def scenario_dict(setup: Setup, pools: dict[str, PoolPlanSpec], *, seed: int = 0) -> dict:
@@ -99,31 +132,50 @@ def scenario_dict(setup: Setup, pools: dict[str, PoolPlanSpec], *, seed: int = 0
                      "input_tokens": {"dist": "fixed", "value": setup.row.isl},
                      "output_tokens": {"dist": "fixed", "value": setup.row.osl}},
         "clients": {"max_concurrency": int(setup.concurrency)},
-        "output": {"steps": False},
+        "output": {"steps": False, "timeline_interval_s": 1e9},
     }
 
 
 class Simulator:
-    """Runs :class:`Setup` objects; one instance shares its cost models across every run."""
+    """Runs :class:`Setup` objects; one instance shares its cost models across every run.
 
-    def __init__(self, prompts_per_client: int = 10, max_requests: int = 20000, min_requests: int = 64,
-                 profiles: dict | None = None) -> None:
-        self.prompts_per_client = prompts_per_client
+    A benchmark of C clients × ``benchmark_prompts_per_client`` requests has one start-up wave (all C
+    sent at once) and then a steady state. The simulation runs ``simulated_waves`` × C requests
+    (at most ``max_requests``) and weights them like the benchmark: the first C requests once, the
+    rest scaled to the benchmark's remaining (``benchmark_prompts_per_client`` − 1) × C.
+    """
+
+    def __init__(self, *, benchmark_prompts_per_client: int = 10, simulated_waves: int = 3,
+                 max_requests: int = 4000, min_steady_requests: int = 32, range_ratio: float = 1.0,
+                 profiles: dict | None = None, seed: int = 0, framework_profile: bool = True,
+                 output_jitter: float = 0.0, working_set_fits: bool = True) -> None:
+        self.working_set_fits = working_set_fits
+        self.framework_profile = framework_profile
+        self.output_jitter = output_jitter
+        self.benchmark_prompts_per_client = benchmark_prompts_per_client
+        self.simulated_waves = simulated_waves
         self.max_requests = max_requests
-        self.min_requests = min_requests
+        self.min_steady_requests = min_steady_requests
+        self.range_ratio = range_ratio
         self.profiles = profiles or {}
+        self.seed = seed
         self.cache: dict = {}
 
     # ------------------------------------------------------------------ building
     def _profile(self, setup: Setup):
         return self.profiles.get(setup.framework) or setup.profile
 
-    def _plans(self, setup: Setup, pools: dict[str, PoolPlanSpec]):
+    def _plans(self, setup: Setup, pools: dict[str, PoolPlanSpec], kv_capacity_tokens: int | None = None):
         from simcluster.config.scenario import Scenario
         from simcluster.sim.deployment import build_pools
 
-        sc = Scenario.model_validate(scenario_dict(setup, pools))
-        return sc, build_pools(sc, cost_cache=self.cache, profile=self._profile(setup))
+        data = scenario_dict(setup, pools, seed=self.seed)
+        data["serving"]["framework_profile"] = self.framework_profile
+        if kv_capacity_tokens:
+            data["serving"]["kv_capacity_tokens"] = int(kv_capacity_tokens)
+        sc = Scenario.model_validate(data)
+        return sc, build_pools(sc, cost_cache=self.cache,
+                               profile=self._profile(setup) if self.framework_profile else None)
 
     def resolve_pools(self, setup: Setup) -> dict[str, PoolPlanSpec]:
         """Fill in missing worker counts (disaggregated rows): KV-fitting decode, rate-matched prefill."""
@@ -142,6 +194,11 @@ class Simulator:
         if not n_dec:
             need = conc * (row.isl + row.osl)
             n_dec = max(1, math.ceil(need / max(dec_plan.kv_capacity_tokens * 0.95, 1.0)))
+            if DECODE_SEQS_PER_RANK_CAP:
+                from simcluster.perf.layout import Layout
+
+                ranks = Layout.parse(pools["decode"].layout).dp
+                n_dec = max(n_dec, math.ceil(conc / (DECODE_SEQS_PER_RANK_CAP * ranks)))
             pools["decode"] = replace(pools["decode"], instances=n_dec)
         if not pools["prefill"].instances:
             b = max(1, -(-conc // n_dec))
@@ -158,15 +215,30 @@ class Simulator:
         return pools
 
     # ------------------------------------------------------------------ running
+    def n_requests(self, concurrency: int) -> int:
+        c = int(concurrency)
+        n = c * self.simulated_waves
+        n = min(n, max(self.max_requests, c + self.min_steady_requests))
+        return max(n, c + self.min_steady_requests)
+
     def run(self, setup: Setup) -> Prediction:
         from simcluster.sim.engine import Engine
 
         row = setup.row
         pools = self.resolve_pools(setup)
         sc, plans = self._plans(setup, pools)
-        n = setup.concurrency * self.prompts_per_client
-        n = int(min(max(n, self.min_requests, setup.concurrency), max(self.max_requests, setup.concurrency)))
-        workload = closed_loop_workload(n, row.isl, row.osl)
+        if self.working_set_fits:
+            # the rows do not record memory settings (memory fraction, KV dtype); a measured
+            # deployment held its benchmark's working set, so the KV pool is at least that
+            role = "decode" if "decode" in pools else "colocated"
+            per = -(-setup.concurrency // max(1, int(pools[role].instances or 1)))
+            need = int(per * (row.isl + row.osl) * 1.02) + 64 * 16
+            if any(p.kv_capacity_tokens < need for p in plans):
+                cap = max(need, max(p.kv_capacity_tokens for p in plans))
+                sc, plans = self._plans(setup, pools, kv_capacity_tokens=cap)
+        n = self.n_requests(setup.concurrency)
+        workload = closed_loop_workload(n, row.isl, row.osl, self.range_ratio, seed=self.seed,
+                                        output_jitter=self.output_jitter)
         rec = _MemoryRecorder()
         engine = Engine(sc, workload, plans, rec)
         stats = engine.run()
@@ -179,16 +251,29 @@ class Simulator:
         n_dec = int(pools["decode"].instances) if "decode" in pools else 0
         if not ok:
             return Prediction(math.nan, math.nan, len(rows), 0, sim_time, n_pre, n_dec, "no request completed")
-        a = np.array([(r[_I_ARRIVAL], r[_I_FIRST], r[_I_KV_END], r[_I_FINISH], r[_I_N_OUT]) for r in ok], dtype=float)
-        arrival, first, kv_end, finish, n_out = a.T
+        a = np.array([(r[0], r[_I_ARRIVAL], r[_I_FIRST], r[_I_KV_END], r[_I_FINISH], r[_I_N_OUT], r[2]) for r in ok],
+                     dtype=float)
+        rid, arrival, first, kv_end, finish, n_out, n_in = a.T
         steps = np.maximum(n_out - 1, 1)
-        if setup.mode == "disaggregated":
+        if not self.framework_profile:  # the engine's own view: first token at the end of prefill
+            ttft = first - arrival
+            tpot = (finish - first) / steps
+        elif setup.mode == "disaggregated":
             decode_tpot = (finish - kv_end) / steps
-            first_client = kv_end + prof.handover_s + decode_tpot
-            first_client = np.minimum(first_client, finish)
+            first_client = np.minimum(kv_end + prof.handover_s + decode_tpot, finish)
         else:
             first_client = first
-        ttft = first_client - arrival + prof.request_overhead_s
-        tpot = np.where(n_out > 1, (finish - first_client) / steps, np.nan)
-        return Prediction(float(np.mean(ttft)) * 1e3, float(np.nanmean(tpot)) * 1e3 if np.any(n_out > 1) else math.nan,
-                          len(rows), len(ok), sim_time, n_pre, n_dec)
+        if self.framework_profile:
+            ttft = first_client - arrival + prof.request_overhead_s + prof.request_overhead_per_input_token_s * n_in
+            tpot = (finish - first_client) / steps
+        # benchmark weighting: the start-up wave once, the steady state for the remaining waves
+        c = setup.concurrency
+        first_wave = rid < c
+        w = np.ones(len(rid))
+        n_steady = int((~first_wave).sum())
+        if n_steady:
+            w[~first_wave] = (self.benchmark_prompts_per_client - 1) * c / n_steady
+        multi = n_out > 1
+        ttft_ms = float(np.average(ttft, weights=w)) * 1e3
+        tpot_ms = float(np.average(tpot[multi], weights=w[multi])) * 1e3 if multi.any() else math.nan
+        return Prediction(ttft_ms, tpot_ms, len(rows), len(ok), sim_time, n_pre, n_dec)
