@@ -83,7 +83,8 @@ def fit(trace: Path) -> dict:
         },
         "correlation": {
             "pearson": round(float(np.corrcoef(inputs, outputs)[0, 1]), 4),
-            "spearman": round(float(pd.Series(inputs).corr(pd.Series(outputs), method="spearman")), 4),
+            # Spearman = Pearson correlation of the ranks (average ranks for ties); no scipy needed
+            "spearman": round(float(pd.Series(inputs).rank().corr(pd.Series(outputs).rank())), 4),
         },
         "input_tokens": _side(inputs),
         "output_tokens": _side(outputs),
