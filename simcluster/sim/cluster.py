@@ -48,8 +48,7 @@ def place(pools: list[tuple[str, int, int]], domain_size: int, total_gpus: int |
     used_domains = len(free)
     needed = used_domains * domain_size
     if total_gpus is not None:
-        if sum(p.gpus for p in out) > total_gpus or used_domains * domain_size > max(total_gpus, domain_size) \
-                and used_domains > -(-total_gpus // domain_size):
+        if sum(p.gpus for p in out) > total_gpus or used_domains > -(-total_gpus // domain_size):
             raise UserError(
                 f"the pools need {sum(p.gpus for p in out)} GPUs in {used_domains} NVLink domain(s) of "
                 f"{domain_size}, but the cluster has {total_gpus} GPUs",

@@ -48,7 +48,6 @@ class PoolPlan:
 class RunStats:
     sim_time_s: float = 0.0
     wall_time_s: float = 0.0
-    events: int = 0
     preemptions: int = 0
     prefix_hit_tokens: int = 0
     prefix_lookup_tokens: int = 0
@@ -77,7 +76,6 @@ class Engine:
         self.n_done = 0
         self.inflight: dict[int, Request] = {}
         self.kv_bytes_transferred = 0.0
-        self.status_counts: dict[str, int] = {}
         self._next_i = 0
         self.n_sent = 0
         self.max_concurrency = scenario.clients.max_concurrency
@@ -194,7 +192,6 @@ class Engine:
 
     def _record(self, req: Request, status: str, reason: str) -> None:
         req.status = status
-        self.status_counts[status] = self.status_counts.get(status, 0) + 1
         ft = req.first_token
         fin = req.finish
         ttft = ft - req.arrival

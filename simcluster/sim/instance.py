@@ -51,7 +51,6 @@ class Instance:
         self.pending_join: list[Request] = []  # KV landed, joins at the next step boundary
         self.transfer_queue: deque[tuple[Request, object]] = deque()  # waiting for memory to receive KV
         self.reserved = 0  # requests with KV memory reserved for an incoming transfer
-        self.holding = 0  # (prefill role) finished prefills whose KV is still here until sent
 
         self.steps_done = 0
         self.ctx_base = 0
@@ -74,7 +73,6 @@ class Instance:
         self._lats = np.zeros(1)
         self._cuttable = False  # a pure-decode run in progress, which a kick may cut short
         self._reserve = 0  # blocks kept for the running decodes while admitting prompts
-        self._run_n = 0  # steps planned in the current run
         self._run_cut = 0  # steps the current run will actually do
         self.busy_time = 0.0
         self.flops = 0.0
@@ -156,7 +154,6 @@ class Instance:
 
     def release_after_transfer(self, req: Request) -> None:
         """(prefill role) The KV has left: free it and let waiting prompts in."""
-        self.holding -= 1
         self._release(req)
         self.kick()
 
@@ -359,7 +356,7 @@ class Instance:
                 self._cum = self._lats
                 self._run_cut = 1
                 yield env.timeout(lat)
-                self._account(st, 1)
+                self._account(st)
                 self.engine.record_step(self, start, "mixed" if B else "prefill", 1, B + len(chunks),
                                         shape.prefill_tokens, B, shape.decode_context_tokens, st)
                 self._complete_decode_steps(1, start)
@@ -398,7 +395,7 @@ class Instance:
             j = self._run_cut
             if self._record_steps:
                 st = self.cost.decode_run_totals(B, ctx, j)
-                self._account(st, j)
+                self._account(st)
                 self.engine.record_step(self, start, "decode", j, B, 0, B * j, ctx, st)
             else:
                 flops, hbm = self.cost.decode_run_work(B, ctx, j)
@@ -430,7 +427,7 @@ class Instance:
         self._cuttable = False
         self.proc.interrupt()
 
-    def _account(self, st, n: int) -> None:
+    def _account(self, st) -> None:
         self.busy_time += st.latency_s
         self.flops += st.flops
         self.hbm_bytes += st.hbm_bytes
@@ -506,7 +503,6 @@ class Instance:
                 self._release(req)
                 eng.finish(req, now)
             elif self.role == "prefill":
-                self.holding += 1
                 eng.prefill_done(req, self)
             else:
                 req.joined_run = True
