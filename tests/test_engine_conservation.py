@@ -34,14 +34,25 @@ def _check_conservation(data, req, tmp_path):
     return req
 
 
-def test_disaggregated_run_conserves_requests_and_is_causal(tmp_path):
-    summary, req, _ = run(tmp_path, SMALL_DISAGG)
-    req = _check_conservation(SMALL_DISAGG, req, tmp_path)
+@pytest.mark.parametrize("first_token_at", ["prefill_end", "kv_landed", "first_decode_step"])
+def test_disaggregated_run_conserves_requests_and_is_causal(tmp_path, first_token_at):
+    data = merged(SMALL_DISAGG, serving={**SMALL_DISAGG.get("serving", {}), "first_token_at": first_token_at})
+    summary, req, _ = run(tmp_path, data)
+    req = _check_conservation(data, req, tmp_path)
     done = req[req.status == "completed"]
     assert len(done) == len(req), "an underloaded cluster completes everything"
     multi = done[done.output_tokens > 1]
-    # disaggregated: the KV leaves the prefill instance after the first token, lands before decode
-    assert (multi.first_token_s <= multi.kv_transfer_start_s + 1e-9).all()
+    # the KV leaves the prefill instance after its prefill, lands before decode; the client's first
+    # token is where the mode says it is
+    if first_token_at == "prefill_end":
+        assert (multi.first_token_s <= multi.kv_transfer_start_s + 1e-9).all()
+    elif first_token_at == "kv_landed":
+        assert np.array_equal(multi.first_token_s, multi.kv_transfer_end_s)
+    else:  # one decode step after the KV landed: strictly later, and before the finish
+        assert (multi.first_token_s > multi.kv_transfer_end_s).all()
+        two = multi[multi.output_tokens == 2]
+        assert (two.first_token_s < two.finish_s).all()
+    assert (multi.prefill_start_s < multi.kv_transfer_start_s).all()
     assert (multi.kv_transfer_start_s < multi.kv_transfer_end_s).all()
     assert (multi.kv_transfer_end_s <= multi.finish_s).all()
     assert multi.decode_instance.str.startswith("decode-").all()

@@ -47,6 +47,22 @@ def test_preemption_by_recompute_matches_the_hand_computed_schedule(tmp_path):
     assert summary["preemptions"] == 1
 
 
+def test_reserve_full_admission_never_preempts_and_serialises_by_final_kv(tmp_path):
+    # The same two requests as above under TensorRT-LLM's GUARANTEED_NO_EVICT: each will hold at most
+    # 48 + 59 = 107 tokens = 7 blocks, and 7 + 7 > 10, so B is admitted only when A has left. A: prefill
+    # step (first token at 0.01 s) + 59 decode steps -> 0.60 s. B: prefill 0.60-0.61 s, 59 steps -> 1.20 s.
+    w = Workload(np.zeros(2), np.array([48, 48]), np.array([60, 60]))
+    data = _colocated(160)
+    data["serving"]["kv_admission"] = "reserve_full"
+    summary, req = _run_workload(tmp_path, data, w)
+    a, b = req.loc[0], req.loc[1]
+    assert (a.preemptions, b.preemptions) == (0, 0)
+    assert a.first_token_s == pytest.approx(D) and a.finish_s == pytest.approx(60 * D)
+    assert b.prefill_start_s == pytest.approx(60 * D)
+    assert b.first_token_s == pytest.approx(61 * D) and b.finish_s == pytest.approx(120 * D)
+    assert summary["preemptions"] == 0
+
+
 def test_kv_capacity_limits_concurrency_without_preemption_when_it_fits(tmp_path):
     # 4 requests of 100 prompt + 20 output: each peaks at 119 tokens = 8 blocks. 16 blocks of cache
     # hold two at a time at admission (7 blocks each for the prompt, with room for their growth).

@@ -109,6 +109,19 @@ class ServingSpec(_Model):
     router: Literal["round_robin", "least_outstanding", "prefix_aware"] = Field(
         "least_outstanding", description="routing policy across a pool's instances (docs/scenarios.md)")
     hop_b: bool = Field(True, description="Helix HOP-B overlap of the All-to-All with attention")
+    first_token_at: Literal["prefill_end", "kv_landed", "first_decode_step"] = Field(
+        "first_decode_step",
+        description="disaggregated: when the client sees the first token. prefill_end: streamed by the "
+        "prefill instance as soon as it is sampled; kv_landed: forwarded by the decode instance once the KV "
+        "arrived; first_decode_step: produced by the decode instance's first step after the KV arrived "
+        "(vLLM's NIXL/P2P connectors recompute the last prompt token there; docs/metrics.md)",
+    )
+    kv_admission: Literal["on_demand", "reserve_full"] = Field(
+        "on_demand",
+        description="on_demand: admit while the prompt's KV fits and grow per token, preempting under "
+        "pressure (vLLM, SGLang); reserve_full: admit only if the KV of every admitted request's whole "
+        "output still fits, so nothing is ever preempted (TensorRT-LLM's GUARANTEED_NO_EVICT)",
+    )
     framework_profile: bool = Field(
         False,
         description="apply the framework's scheduler profile (perf/framework.py): CUDA-graph batch padding, "

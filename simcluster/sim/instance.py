@@ -51,6 +51,13 @@ class Instance:
         self.pending_join: list[Request] = []  # KV landed, joins at the next step boundary
         self.transfer_queue: deque[tuple[Request, object]] = deque()  # waiting for memory to receive KV
         self.reserved = 0  # requests with KV memory reserved for an incoming transfer
+        sv = engine.scenario.serving
+        # reserve_full admission: Σ final KV blocks of admitted requests stays within capacity
+        self.reserve_full = sv.kv_admission == "reserve_full"
+        self._committed = 0
+        # does this instance's finished prefill show the client its first token?
+        self._ft_at_prefill = role != "prefill" or sv.first_token_at == "prefill_end"
+        self._ft_mode = sv.first_token_at
 
         self.steps_done = 0
         self.ctx_base = 0
@@ -118,8 +125,14 @@ class Instance:
             if len(self.running) + len(self.prefilling) + len(self.pending_join) + self.reserved >= self.max_seqs:
                 return
             need = self.kv.blocks_for(req.n_in + 1)
+            if self.reserve_full:
+                final = self._final_blocks(req)
+                if self._committed + final > self.kv.capacity:
+                    return
             if self.kv.available - need < self._blocks_short(1) or not self.kv.allocate(need):
                 return
+            if self.reserve_full:
+                self._committed += final
             self.transfer_queue.popleft()
             req.dst_blocks = need  # the source still holds req.blocks until the KV has left
             self.reserved += 1
@@ -129,6 +142,13 @@ class Instance:
         self.reserved -= 1
         req.blocks = req.dst_blocks
         req.dst_blocks = 0
+        if self.reserve_full:
+            req.committed = self._final_blocks(req)  # counted in _committed when the transfer was accepted
+        if req.first_token != req.first_token:  # NaN: the client has not seen a token yet
+            if self._ft_mode == "kv_landed":
+                req.first_token = self.env.now
+            else:  # first_decode_step: this instance samples the first token again in its first step
+                req.generated -= 1
         self.pending_join.append(req)
         self.kick()
 
@@ -141,8 +161,18 @@ class Instance:
             self._cut_run()
 
     # ------------------------------------------------------------------ memory
+    def _final_blocks(self, req: Request) -> int:
+        """Blocks the request holds here at its largest: the prompt on a prefill instance, else prompt +
+        all but the last output token."""
+        if self.role == "prefill":
+            return self.kv.blocks_for(req.prefill_target)
+        return self.kv.blocks_for(req.n_in + req.n_out - 1)
+
     def _release(self, req: Request) -> None:
         kv = self.kv
+        if req.committed:
+            self._committed -= req.committed
+            req.committed = 0
         kv.release(req.blocks)
         req.blocks = 0
         if req.hit_entries:
@@ -163,6 +193,12 @@ class Instance:
         hits = kv.match(req.hashes, req.n_in)
         cached = min(len(hits) * kv.hash_block_tokens, req.prefill_target - 1)
         need = kv.blocks_for(req.prefill_target) - len(hits) * kv.blocks_per_entry
+        if self.reserve_full and not req.committed:
+            final = self._final_blocks(req)
+            if self._committed + final > kv.capacity:
+                return False
+        else:
+            final = 0
         if hits:
             kv.reference(hits)  # pin them before eviction can pick them
         # keep room for the running decodes' next token: admitting must not force a preemption
@@ -174,6 +210,9 @@ class Instance:
             kv.lookup_tokens += req.n_in
             kv.hits_tokens += cached
             req.cached = cached
+        if final:
+            req.committed = final
+            self._committed += final
         req.hit_entries = tuple(hits)
         req.blocks = need
         req.prefill_done = cached
@@ -450,7 +489,10 @@ class Instance:
             running = self.running
             for r in self._joiners:
                 if r.joined_run and r.id in running:
-                    itl.add_one(first_end - r.last_token)
+                    if r.first_token != r.first_token:  # NaN: this step shows the first token
+                        r.first_token = first_end
+                    else:
+                        itl.add_one(first_end - r.last_token)
                     r.joined_run = False
                     fresh += 1
             self._joiners.clear()
@@ -492,8 +534,8 @@ class Instance:
         for req in done:
             # a finished prefill (or recompute) emits the next token
             req.generated += 1
-            if req.first_token != req.first_token:  # NaN: first time
-                req.first_token = now
+            if req.first_token != req.first_token and (self._ft_at_prefill or req.generated >= req.n_out):
+                req.first_token = now  # first time (a disaggregated prefill may leave it to decode)
             req.last_token = now
             own, freed = self.kv.publish(req.hashes, req.n_in, len(req.hit_entries)) if req.preemptions == 0 else ([], 0)
             if own:

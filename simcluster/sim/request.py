@@ -18,7 +18,7 @@ class Request:
         "id", "arrival", "n_in", "n_out", "hashes", "cached", "status", "reason",
         "prefill_inst", "decode_inst", "prefill_start", "first_token", "kv_start", "kv_end", "finish",
         "preemptions", "generated", "prefill_target", "prefill_done", "hit_entries", "own_entries",
-        "blocks", "dst_blocks", "slot", "join_step", "last_token", "joined_run",
+        "blocks", "dst_blocks", "slot", "join_step", "last_token", "joined_run", "committed",
     )
 
     def __init__(self, rid: int, arrival: float, n_in: int, n_out: int, hashes=None) -> None:
@@ -49,6 +49,7 @@ class Request:
         self.join_step = 0  # instance decode-step counter when it joined the running set
         self.last_token = NAN  # time of its latest token (for inter-token gaps)
         self.joined_run = False
+        self.committed = 0  # blocks counted against the instance's reserve_full admission budget
 
     @property
     def context(self) -> int:
