@@ -113,10 +113,12 @@ def test_outputs_carry_schema_version_and_resolved_scenario(tmp_path):
 
     import pyarrow.parquet as pq
 
+    from simcluster.results.schemas import SCHEMA_VERSION
+
     _, _, out = run(tmp_path, SMALL_DISAGG)
     for f in ("requests.parquet", "steps.parquet", "timeline.parquet"):
         meta = pq.read_schema(out / f).metadata
-        assert meta[b"simcluster.schema_version"] == b"1"
+        assert meta[b"simcluster.schema_version"] == SCHEMA_VERSION.encode()
         sc = json.loads(meta[b"simcluster.scenario"])
         # resolved: defaults are filled in, not only what the user wrote
         assert sc["serving"]["block_size"] == 16

@@ -16,8 +16,32 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class TopologySpec(_Model):
+    """Racks and the scale-out fabric: nodes in racks under a leaf, racks joined by spines (docs/topology.md)."""
+
+    racks: Optional[PositiveInt] = Field(
+        None, description="racks (one leaf group each); default: as many as the nodes need")
+    nodes_per_rack: Optional[PositiveInt] = Field(
+        None, description="nodes behind one leaf; default: one NVLink domain when it spans nodes (NVL72: 18 "
+        "trays of 4 GPUs), else 4 nodes [INFERRED: four 10.2 kW DGX/HGX H100 nodes fill a ~40 kW rack; "
+        "SEED-NOTES Splitwise DGX-H100 TDP]")
+    placement: Literal["pack", "spread"] = Field(
+        "pack", description="pack: first fit, filling rack 0 first (KV stays inside racks); spread: each "
+        "instance to the rack with the most free GPUs (pools spread over racks, more cross-rack traffic)")
+    fabric_link_gbps: Optional[PositiveFloat] = Field(
+        None, description="line rate of one leaf-spine link, Gbit/s; default: the NIC line rate [INFERRED: "
+        "DGX SuperPOD fabrics run leaf-spine at the NIC speed, 400 Gb/s NDR]")
+    oversubscription: float = Field(
+        1.0, ge=1.0, description="leaf oversubscription: a rack's uplink capacity is its NICs' line rate / "
+        "this, rounded up to whole fabric links; 1 = non-blocking (DGX SuperPOD reference fabrics)")
+    hop_latency_s: NonNegativeFloat = Field(
+        5e-7, description="latency per switch hop, seconds: 1 hop inside a rack, 3 (leaf-spine-leaf) "
+        "across racks [INFERRED: switch port-to-port 0.1-1 us (InfiniBand ~0.2, Ethernet ~0.6) plus fibre "
+        "at 5 ns/m]")
+
+
 class ClusterSpec(_Model):
-    """Hardware: GPUs grouped in nodes; nodes grouped in NVLink domains; NICs to a scale-out fabric."""
+    """Hardware: GPUs grouped in nodes; nodes grouped in NVLink domains and racks; NICs to a scale-out fabric."""
 
     gpu: str = "h200_sxm"
     nodes: Optional[PositiveInt] = Field(
@@ -28,13 +52,22 @@ class ClusterSpec(_Model):
         None, description="GPUs per NVLink domain; default: the GPU's catalog value (8 HGX, 72 NVL72)"
     )
     nic_gbps: Optional[PositiveFloat] = Field(
-        None, description="scale-out NIC per GPU, Gbit/s one direction; default: catalog (400 for ConnectX-7)"
+        None, description="line rate of one scale-out NIC, Gbit/s one direction; default: the catalog's NIC "
+        "per GPU (400 for ConnectX-7)"
+    )
+    nics_per_gpu: PositiveFloat = Field(
+        1.0, description="scale-out NICs per GPU (DGX H100/H200/B200: 8 ConnectX-7 for 8 GPUs, SEED-NOTES §7; "
+        "0.5 for 4 NICs per 8-GPU node)"
     )
     nic_efficiency: PositiveFloat = Field(
-        0.6,
+        0.87,
         le=1.0,
-        description="achieved fraction of NIC line rate for KV transfers; 0.6 from Mooncake's 190 GB/s on "
-        "8x400 Gb/s (SEED-NOTES M-1)",
+        description="achieved fraction of a NIC's line rate (protocol efficiency); 0.87 from Mooncake's 87 GB/s "
+        "on 4x200 Gb/s (SEED-NOTES M-1; docs/topology.md)",
+    )
+    nic_max_gbps: Optional[PositiveFloat] = Field(
+        190.0, description="ceiling on the achieved rate of one NIC, Gbit/s (host path: PCIe, memory, transfer "
+        "engine); 190 from Mooncake's 190 GB/s on 8x400 Gb/s (SEED-NOTES M-1); null: no ceiling"
     )
     nvlink_efficiency: PositiveFloat = Field(
         0.8, le=1.0, description="achieved fraction of NVLink bandwidth (SEED-NOTES §7, INFERRED)"
@@ -43,11 +76,13 @@ class ClusterSpec(_Model):
         20e-6, description="fixed set-up latency per KV transfer (RDMA handshake), seconds [INFERRED]"
     )
     allow_cross_domain: bool = Field(
-        False, description="allow one instance to span NVLink domains (TP over InfiniBand)"
+        False, description="allow one instance to span NVLink domains (TP over InfiniBand); its collectives "
+        "then load its NICs and contend with KV transfers"
     )
     price_per_gpu_hour: Optional[NonNegativeFloat] = Field(
         None, description="USD per GPU-hour for the cost summary; default: the GPU's catalog value"
     )
+    topology: TopologySpec = TopologySpec()
 
 
 class ModelSection(_Model):
@@ -122,6 +157,10 @@ class ServingSpec(_Model):
         "pressure (vLLM, SGLang); reserve_full: admit only if the KV of every admitted request's whole "
         "output still fits, so nothing is ever preempted (TensorRT-LLM's GUARANTEED_NO_EVICT)",
     )
+    kv_transfer: Literal["after_prefill", "layerwise"] = Field(
+        "after_prefill", description="after_prefill: the KV leaves when the prefill ends; layerwise: it streams "
+        "to a decode instance chosen when the prefill starts, at most as fast as the prefill produces it, the "
+        "last layer's share after the prefill (docs/topology.md)")
     framework_profile: bool = Field(
         False,
         description="apply the framework's scheduler profile (perf/framework.py): CUDA-graph batch padding, "
@@ -179,6 +218,9 @@ class RunSpec(_Model):
 
 
 from simcluster.workload.spec import WorkloadSpec  # noqa: E402  (after the models it does not need)
+from simcluster.config.control import (  # noqa: E402
+    AutoscalingSpec, FailuresSpec, ProvisioningSpec, RateMatchingSpec,
+)
 
 
 class Scenario(_Model):
@@ -195,5 +237,9 @@ class Scenario(_Model):
     workload: WorkloadSpec = Field(description="requests: a trace or a synthetic generator (docs/workloads.md)")
     clients: ClientsSpec = ClientsSpec()
     slo: SLOSpec = SLOSpec()
+    provisioning: ProvisioningSpec = ProvisioningSpec()
+    rate_matching: RateMatchingSpec = RateMatchingSpec()
+    autoscaling: AutoscalingSpec = AutoscalingSpec()
+    failures: FailuresSpec = FailuresSpec()
     output: OutputSpec = OutputSpec()
     run: RunSpec = RunSpec()

@@ -22,6 +22,9 @@ class ConstantStepCost:
     def decode_run(self, batch: int, context_tokens: int, n_steps: int) -> np.ndarray:
         return np.full(n_steps, self.step_s)
 
+    def decode_run_affine(self, batch: int, context_tokens: int, n_steps: int):
+        return (self.step_s, 0.0) if n_steps > 0 else None
+
     def decode_run_totals(self, batch: int, context_tokens: int, n_steps: int) -> StepTime:
         t = self.step_s * n_steps
         return StepTime(t, other_s=t)

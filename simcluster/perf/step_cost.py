@@ -578,6 +578,14 @@ class TableStepCost:
             rise += layers * (b1 - b0)
         return lat0, (rise / (n_steps - 1) if n_steps > 1 else 0.0)
 
+    def decode_run_affine(self, batch: int, context_tokens: int, n_steps: int):
+        """``(first step's latency, increase per step)`` when the run's latencies are exactly affine in
+        the step index (the run stays in one cell of the table), else None: the engine then times the
+        run in closed form, without arrays. Equal to :meth:`decode_run` step by step."""
+        if n_steps <= 0 or batch <= 0:
+            return None
+        return self._affine_run(batch, context_tokens, n_steps)
+
     def decode_run(self, batch: int, context_tokens: int, n_steps: int) -> np.ndarray:
         if n_steps <= 0:
             return np.zeros(0)

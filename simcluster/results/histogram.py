@@ -71,6 +71,23 @@ class LogHistogram:
         if last > self.max:
             self.max = last
 
+    def add_affine(self, first: float, slope: float, n: int, total: float, weight: float = 1.0) -> None:
+        """Add ``n`` step latencies ``first + slope·i`` (i = 0..n−1) summing to ``total``: O(1) when
+        the first and last share a bin (the usual case), else one pass."""
+        if n <= 0:
+            return
+        last = first + slope * (n - 1)
+        lo = self._index(first)
+        if lo != self._index(last):
+            self.add_many(first + slope * np.arange(n, dtype=float), weight)
+            return
+        self.counts[lo] += weight * n
+        self.total += weight * n
+        self.sum += total * weight
+        m = max(first, last)
+        if m > self.max:
+            self.max = m
+
     def mean(self) -> float:
         return self.sum / self.total if self.total else math.nan
 

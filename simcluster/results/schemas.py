@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: requests.restarts
 
 REQUESTS = pa.schema([
     ("request_id", pa.int64()),
@@ -26,6 +26,7 @@ REQUESTS = pa.schema([
     ("tpot_s", pa.float64()),
     ("e2e_s", pa.float64()),
     ("preemptions", pa.int64()),
+    ("restarts", pa.int64()),  # reroutes after an instance failure (failures.on_failure: reroute)
 ])
 
 STEPS = pa.schema([

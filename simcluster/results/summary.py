@@ -85,7 +85,10 @@ def summarise(requests_path, stats, itl_hist, scenario, price_per_gpu_hour: floa
     good = int(meets.sum())
     with np.errstate(divide="ignore", invalid="ignore"):
         per_user = 1.0 / tpot[~np.isnan(tpot) & (tpot > 0)]
-    gpu_hours = gpus * stats.sim_time_s / 3600.0
+    # a static cluster is paid whole; with autoscaling, for the GPUs instances held (starting included)
+    cluster_gpu_hours = gpus * stats.sim_time_s / 3600.0
+    allocated_gpu_hours = stats.gpu_seconds_allocated / 3600.0
+    gpu_hours = allocated_gpu_hours if stats.elastic else cluster_gpu_hours
 
     return {
         "requests": {"total": n, "completed": completed, "by_status": dict(sorted(counts.items()))},
@@ -112,9 +115,12 @@ def summarise(requests_path, stats, itl_hist, scenario, price_per_gpu_hour: floa
             "hit_rate": stats.prefix_hit_tokens / stats.prefix_lookup_tokens if stats.prefix_lookup_tokens else 0.0,
         },
         "preemptions": int(stats.preemptions),
+        "restarts": int(stats.restarts),
         "kv_transfer_bytes": stats.kv_bytes_transferred,
         "gpus": gpus,
         "gpu_hours": gpu_hours,
+        "gpu_hours_allocated": allocated_gpu_hours,
+        "gpu_hours_cluster": cluster_gpu_hours,
         "cost_usd": gpu_hours * price_per_gpu_hour,
         "price_per_gpu_hour_usd": price_per_gpu_hour,
         "utilisation": {
@@ -122,6 +128,10 @@ def summarise(requests_path, stats, itl_hist, scenario, price_per_gpu_hour: floa
             "mfu": stats.flops / stats.peak_flops_gpu_s if stats.peak_flops_gpu_s else None,
             "mbu": stats.hbm_bytes / stats.peak_bytes_gpu_s if stats.peak_bytes_gpu_s else None,
         },
+        "control": dict(stats.control),
+        # every instance that ran: role, GPUs, when it started provisioning, served, ended, its last state
+        "instances": {name: {k: v for k, v in rec.items() if k != "kv_capacity_blocks"}
+                      for name, rec in stats.instances.items()},
         "sim_time_s": stats.sim_time_s,
         "wall_time_s": stats.wall_time_s,
         "simulated_requests_per_wall_s": n / stats.wall_time_s if stats.wall_time_s else None,

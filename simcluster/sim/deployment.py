@@ -124,6 +124,6 @@ def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> li
             role=role, spec=spec, gpus_per_instance=layout.gpus, cost=cost,
             kv_capacity_tokens=int(sv.kv_capacity_tokens or mem.kv_capacity_tokens),
             kv_bytes_per_token=model.kv_bytes_per_token(kv_fmt.bytes_per_element),
-            peak_flops=peak_flops, peak_bw=gpu.mem_bw_Bps,
+            peak_flops=peak_flops, peak_bw=gpu.mem_bw_Bps, weight_bytes=mem.weight_bytes_total,
         ))
     return plans

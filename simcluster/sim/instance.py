@@ -20,11 +20,32 @@ import heapq
 from collections import deque
 
 import numpy as np
-import simpy
 
 from simcluster.perf.interface import BatchShape
 from simcluster.sim.kvcache import KVCache
 from simcluster.sim.request import Request
+
+_NORMAL = 1  # simpy's NORMAL event priority
+
+
+class _Wake:
+    """A bare wake-up on the SimPy event queue: what ``env.step`` needs of an event, nothing more."""
+
+    __slots__ = ("callbacks", "_ok", "_value", "tok")
+
+    def __init__(self, fn, tok: int) -> None:
+        self.callbacks = [fn]
+        self._ok = True
+        self._value = None
+        self.tok = tok
+
+
+# lifecycle (timeline.parquet counts instances per role and state)
+STARTING = "starting"  # provisioning: node allocation, weight loading, warm-up; not routed to
+SERVING = "serving"
+DRAINING = "draining"  # not routed to; finishes what it holds, then stops
+STOPPED = "stopped"  # drained (scaled down or switching role); its GPUs are free
+FAILED = "failed"
 
 
 class Instance:
@@ -32,6 +53,14 @@ class Instance:
                  domain: int, index: int) -> None:
         self.engine = engine
         self.env = engine.env
+        self.state = SERVING
+        self.gpu_ids: list[int] = []
+        self.on_drained = None  # callback when a drain completes (role switch)
+        self.born = engine.env.now
+        self.serving_since = None
+        self.ended = None
+        self.slow = 1.0  # straggler: step-time multiplier of its slowest rank
+        self.handed = 0  # (prefill) finished prefills whose KV has not left yet
         self.name = name
         self.role = role
         self.index = index
@@ -73,11 +102,18 @@ class Instance:
         self.pending_prefill_tokens = 0
 
         # stepping state
-        self._idle_ev = None
+        self._idle = True  # nothing planned: a kick schedules a wake-up
+        self._tok = 0  # token of the live wake-up
+        self._pending = None  # what the step or run in progress needs at its end
         self._run_start = 0.0
-        self._cut_at = 0.0
-        self._cum = np.zeros(1)  # cumulative latencies of the current step / run
+        # latencies of the current step / run: affine in the step index, step k taking a0 + a1·k (a
+        # mixed step, a run inside one latency-table cell: no arrays), or explicit arrays (_arr)
+        self._arr = False
+        self._a0 = 0.0
+        self._a1 = 0.0
+        self._cum = np.zeros(1)
         self._lats = np.zeros(1)
+        self._affine = getattr(cost, "decode_run_affine", None)
         self._cuttable = False  # a pure-decode run in progress, which a kick may cut short
         self._reserve = 0  # blocks kept for the running decodes while admitting prompts
         self._run_cut = 0  # steps the current run will actually do
@@ -85,7 +121,6 @@ class Instance:
         self.flops = 0.0
         self.hbm_bytes = 0.0
         self._record_steps = engine.recorder.steps is not None
-        self.proc = self.env.process(self._loop())
 
     # ------------------------------------------------------------------ load signals (router, timeline)
     @property
@@ -124,7 +159,7 @@ class Instance:
             req, src = self.transfer_queue[0]
             if len(self.running) + len(self.prefilling) + len(self.pending_join) + self.reserved >= self.max_seqs:
                 return
-            need = self.kv.blocks_for(req.n_in + 1)
+            need = self.kv.blocks_for(req.n_in + req.generated)  # its KV (+ the next token)
             if self.reserve_full:
                 final = self._final_blocks(req)
                 if self._committed + final > self.kv.capacity:
@@ -152,11 +187,20 @@ class Instance:
         self.pending_join.append(req)
         self.kick()
 
+    def held_time(self, end: float) -> float:
+        return (self.ended if self.ended is not None else end) - self.born
+
+    def is_empty(self) -> bool:
+        return not (self.waiting or self.prefilling or self.running or self.pending_join or self.transfer_queue
+                    or self.reserved or self.handed)
+
     def kick(self) -> None:
         """Something new may be schedulable: wake an idle instance, or cut a decode run short."""
-        if self._idle_ev is not None:
-            ev, self._idle_ev = self._idle_ev, None
-            ev.succeed()
+        if self.state == FAILED:
+            return
+        if self._idle:
+            self._idle = False
+            self._schedule(0.0, self._on_kick_wake)  # after everything else due now (same-time batching)
         elif self._cuttable:
             self._cut_run()
 
@@ -184,8 +228,50 @@ class Instance:
 
     def release_after_transfer(self, req: Request) -> None:
         """(prefill role) The KV has left: free it and let waiting prompts in."""
+        self.handed -= 1
         self._release(req)
         self.kick()
+
+    def cancel_incoming(self, req: Request, started: bool) -> None:
+        """(decode role) A transfer to here will not land (its source failed): give back what it holds."""
+        if not started:
+            self.transfer_queue = deque(x for x in self.transfer_queue if x[0] is not req)
+            return
+        self.reserved -= 1
+        self.kv.release(req.dst_blocks)
+        req.dst_blocks = 0
+        if self.reserve_full:
+            self._committed -= self._final_blocks(req)
+        self._drain_transfers()
+        self.kick()
+
+    def evacuate(self) -> list[tuple[Request, int]]:
+        """(failure) Stop now. Returns the requests it held with the tokens each has streamed to its
+        client (completed steps only). Transfers to or from it are the engine's to settle."""
+        out = []
+
+        def streamed(r: Request, gen: int) -> int:
+            return gen if r.first_token == r.first_token else 0
+
+        for r in self.waiting:
+            out.append((r, streamed(r, r.generated)))
+        for r in self.prefilling:
+            out.append((r, streamed(r, r.generated)))
+        for r in self.running.values():
+            out.append((r, streamed(r, max(0, self.steps_done - r.join_step))))
+        for r in self.pending_join:
+            out.append((r, streamed(r, r.generated)))
+        self.waiting.clear()
+        self.prefilling = []
+        self.running = {}
+        self.pending_join = []
+        self.transfer_queue.clear()
+        self.pending_prefill_tokens = 0
+        self._idle = False
+        self._cuttable = False
+        self._tok += 1  # whatever was planned will not happen
+        self._pending = None
+        return out
 
     def _admit(self, req: Request) -> bool:
         """Move the head of ``waiting`` into prefill if memory allows (blocks for its whole prompt)."""
@@ -206,7 +292,7 @@ class Instance:
             if hits:
                 kv.dereference(hits)
             return False
-        if req.preemptions == 0:
+        if req.preemptions == 0 and req.restarts == 0:
             kv.lookup_tokens += req.n_in
             kv.hits_tokens += cached
             req.cached = cached
@@ -351,6 +437,8 @@ class Instance:
             self.waiting.popleft()
             if req.prefill_start != req.prefill_start:  # NaN: first admission
                 req.prefill_start = self.env.now
+                if self.role == "prefill":
+                    self.engine.prefill_started(req, self)
             self.prefilling.append(req)
             seqs += 1
             rem = req.prefill_target - req.prefill_done
@@ -361,7 +449,20 @@ class Instance:
             budget -= c
         return chunks
 
-    def _loop(self):
+    # The instance is a state machine driven by its own wake-up events on the SimPy clock (no
+    # generator process): _next() plans the next step or run and schedules its end; _end_*() completes
+    # it and calls _next() again. A wake-up carries the token it was scheduled with; cutting a run
+    # short or failing bumps the token, so superseded wake-ups are ignored when they fire.
+    def _schedule(self, delay: float, fn) -> None:
+        self._tok += 1
+        w = _Wake(fn, self._tok)
+        self.env.schedule(w, _NORMAL, delay)
+
+    def _on_kick_wake(self, w) -> None:
+        if w.tok == self._tok and self.state != FAILED:
+            self._next()
+
+    def _next(self) -> None:
         env = self.env
         while True:
             self._shrink()
@@ -376,9 +477,11 @@ class Instance:
             else:
                 chunks = []
             if not chunks and B == 0:
-                self._idle_ev = env.event()
-                yield self._idle_ev
-                continue
+                if self.state == DRAINING and self.is_empty():
+                    self.engine.instance_drained(self)
+                    return
+                self._idle = True
+                return
 
             if chunks:
                 # memory for one more decode token each; preempt (LIFO) if it does not fit
@@ -389,18 +492,14 @@ class Instance:
                 B = len(self.running)
                 shape = self._shape(chunks, B)
                 st = self.cost.step(shape)
-                lat = st.latency_s
-                start = env.now
-                self._lats = np.array([lat])
-                self._cum = self._lats
+                lat = st.latency_s * self.slow
+                self._arr = False
+                self._a0 = lat
+                self._a1 = 0.0
                 self._run_cut = 1
-                yield env.timeout(lat)
-                self._account(st)
-                self.engine.record_step(self, start, "mixed" if B else "prefill", 1, B + len(chunks),
-                                        shape.prefill_tokens, B, shape.decode_context_tokens, st)
-                self._complete_decode_steps(1, start)
-                self._complete_prefill(chunks)
-                continue
+                self._pending = (st, shape, chunks, B, env.now)
+                self._schedule(lat, self._end_mixed)
+                return
 
             # pure decode: one run of identical-batch steps
             nf = self._next_finish_step()
@@ -419,29 +518,62 @@ class Instance:
                 n = lo
             self._grow(n)
             ctx = self.ctx_base + B * self.steps_done
-            lats = self.cost.decode_run(B, ctx, n)
-            start = env.now
-            self._lats = lats
-            self._cum = cum = np.cumsum(lats)
-            self._run_start = start
+            aff = self._affine(B, ctx, n) if self._affine is not None else None
+            if aff is not None:
+                a0, a1 = aff
+                if self.slow != 1.0:
+                    a0 *= self.slow
+                    a1 *= self.slow
+                self._arr = False
+                self._a0 = a0
+                self._a1 = a1
+                total = n * a0 + a1 * (n * (n - 1) * 0.5)
+            else:
+                lats = self.cost.decode_run(B, ctx, n)
+                if self.slow != 1.0:
+                    lats = lats * self.slow
+                self._arr = True
+                self._lats = lats
+                self._cum = cum = np.cumsum(lats)
+                total = float(cum[-1])
+            self._run_start = env.now
             self._run_cut = n
             self._cuttable = n > 1
-            try:
-                yield env.timeout(float(cum[-1]))
-            except simpy.Interrupt:
-                yield env.timeout(max(self._cut_at - env.now, 0.0))
-            self._cuttable = False
-            j = self._run_cut
-            if self._record_steps:
-                st = self.cost.decode_run_totals(B, ctx, j)
-                self._account(st)
-                self.engine.record_step(self, start, "decode", j, B, 0, B * j, ctx, st)
-            else:
-                flops, hbm = self.cost.decode_run_work(B, ctx, j)
-                self.busy_time += float(cum[j - 1])
-                self.flops += flops
-                self.hbm_bytes += hbm
-            self._complete_decode_steps(j, start)
+            self._pending = (B, ctx)
+            self._schedule(total, self._end_decode)
+            return
+
+    def _end_mixed(self, w) -> None:
+        if w.tok != self._tok:
+            return  # superseded (the instance failed)
+        st, shape, chunks, B, start = self._pending
+        self._pending = None
+        self._account(st)
+        self.engine.record_step(self, start, "mixed" if B else "prefill", 1, B + len(chunks),
+                                shape.prefill_tokens, B, shape.decode_context_tokens, st)
+        self._complete_decode_steps(1, start)
+        self._complete_prefill(chunks)
+        self._next()
+
+    def _end_decode(self, w) -> None:
+        if w.tok != self._tok:
+            return  # superseded: cut short (a later wake-up ends it) or failed
+        self._cuttable = False
+        B, ctx = self._pending
+        self._pending = None
+        start = self._run_start
+        j = self._run_cut
+        if self._record_steps:
+            st = self.cost.decode_run_totals(B, ctx, j)
+            self._account(st)
+            self.engine.record_step(self, start, "decode", j, B, 0, B * j, ctx, st)
+        else:
+            flops, hbm = self.cost.decode_run_work(B, ctx, j)
+            self.busy_time += self._cum_k(j)
+            self.flops += flops
+            self.hbm_bytes += hbm
+        self._complete_decode_steps(j, start)
+        self._next()
 
     def _shape(self, chunks, B: int) -> BatchShape:
         tokens = 0
@@ -455,16 +587,34 @@ class Instance:
         return BatchShape(tokens, len(chunks), pairs, past, B, self.ctx_base + B * self.steps_done)
 
     # ------------------------------------------------------------------ timing of a step / run
+    def _cum_k(self, k: int) -> float:
+        """Time from the start of the current step / run to the end of its ``k``-th step (k ≥ 1)."""
+        if self._arr:
+            return float(self._cum[k - 1])
+        return k * self._a0 + self._a1 * (k * (k - 1) * 0.5)
+
     def _cut_run(self) -> None:
         """End the current decode run at the first step boundary at or after now."""
         elapsed = self.env.now - self._run_start
-        k = int(np.searchsorted(self._cum, elapsed, side="left")) + 1  # steps done by that boundary
+        if self._arr:
+            k = int(np.searchsorted(self._cum, elapsed, side="left")) + 1  # steps done by that boundary
+        else:  # smallest k ≥ 1 with k·a0 + a1·k(k−1)/2 ≥ elapsed: the quadratic's root, then exact
+            a0, a1 = self._a0, self._a1
+            if a1 > 1e-12 * a0:
+                b = a0 - 0.5 * a1
+                k = max(1, int(((b * b + 2.0 * a1 * elapsed) ** 0.5 - b) / a1))
+            else:
+                k = max(1, int(elapsed / a0))
+            cum_k = self._cum_k
+            while k > 1 and cum_k(k - 1) >= elapsed:
+                k -= 1
+            while cum_k(k) < elapsed:
+                k += 1
         if k >= self._run_cut:
             return
         self._run_cut = k
-        self._cut_at = self._run_start + float(self._cum[k - 1])
         self._cuttable = False
-        self.proc.interrupt()
+        self._schedule(max(self._run_start + self._cum_k(k) - self.env.now, 0.0), self._end_decode)
 
     def _account(self, st) -> None:
         self.busy_time += st.latency_s
@@ -476,12 +626,11 @@ class Instance:
         if not self.running or j <= 0:
             self.steps_done += j
             return
-        lats = self._lats[:j]
         eng = self.engine
         B = len(self.running)
         # inter-token gaps: a request that joined at this run's start waited since its last token
-        cum = self._cum
-        first = float(lats[0])
+        arr = self._arr
+        first = float(self._lats[0]) if arr else self._a0
         first_end = start + first
         itl = eng.itl
         fresh = 0
@@ -499,7 +648,10 @@ class Instance:
         if B > fresh:
             itl.add_one(first, B - fresh)
         if j > 1:
-            itl.add_run(lats[1:], float(cum[j - 1]) - float(cum[0]), B)
+            if arr:
+                itl.add_run(self._lats[1:j], float(self._cum[j - 1]) - first, B)
+            else:
+                itl.add_affine(first + self._a1, self._a1, j - 1, self._cum_k(j) - first, B)
         s0 = self.steps_done
         self.steps_done += j
         h = self._finish_heap
@@ -511,7 +663,7 @@ class Instance:
             if step > self.steps_done:
                 break
             heapq.heappop(h)
-            t = start + float(cum[step - s0 - 1])
+            t = start + self._cum_k(step - s0)
             req.generated = req.n_out
             req.last_token = t
             self._leave(req)
@@ -537,7 +689,8 @@ class Instance:
             if req.first_token != req.first_token and (self._ft_at_prefill or req.generated >= req.n_out):
                 req.first_token = now  # first time (a disaggregated prefill may leave it to decode)
             req.last_token = now
-            own, freed = self.kv.publish(req.hashes, req.n_in, len(req.hit_entries)) if req.preemptions == 0 else ([], 0)
+            fresh = req.preemptions == 0 and req.prefill_target == req.n_in
+            own, freed = self.kv.publish(req.hashes, req.n_in, len(req.hit_entries)) if fresh else ([], 0)
             if own:
                 req.own_entries = tuple(own)
                 req.blocks -= freed
@@ -545,6 +698,7 @@ class Instance:
                 self._release(req)
                 eng.finish(req, now)
             elif self.role == "prefill":
+                self.handed += 1
                 eng.prefill_done(req, self)
             else:
                 req.joined_run = True

@@ -46,7 +46,7 @@ class KVCache:
 
     @property
     def available(self) -> int:
-        return self.free + self.blocks_per_entry * len(self.evictable)
+        return self.capacity - self.private - self.blocks_per_entry * (len(self.refs) - len(self.evictable))
 
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.block_size)

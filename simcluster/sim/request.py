@@ -18,7 +18,7 @@ class Request:
         "id", "arrival", "n_in", "n_out", "hashes", "cached", "status", "reason",
         "prefill_inst", "decode_inst", "prefill_start", "first_token", "kv_start", "kv_end", "finish",
         "preemptions", "generated", "prefill_target", "prefill_done", "hit_entries", "own_entries",
-        "blocks", "dst_blocks", "slot", "join_step", "last_token", "joined_run", "committed",
+        "blocks", "dst_blocks", "slot", "join_step", "last_token", "joined_run", "committed", "restarts",
     )
 
     def __init__(self, rid: int, arrival: float, n_in: int, n_out: int, hashes=None) -> None:
@@ -50,6 +50,23 @@ class Request:
         self.last_token = NAN  # time of its latest token (for inter-token gaps)
         self.joined_run = False
         self.committed = 0  # blocks counted against the instance's reserve_full admission budget
+        self.restarts = 0  # times rerouted after the instance holding it failed
+
+    def reset_for_retry(self, streamed: int) -> None:
+        """Start again on another instance after a failure: its KV is lost; the ``streamed`` tokens the
+        client already has are recomputed with the prompt, and generation goes on from there."""
+        self.generated = streamed
+        self.prefill_target = self.n_in + streamed
+        self.prefill_done = 0
+        self.hit_entries = ()
+        self.own_entries = ()
+        self.blocks = 0
+        self.dst_blocks = 0
+        self.committed = 0
+        self.slot = -1
+        self.joined_run = False
+        self.prefill_inst = ""
+        self.decode_inst = ""
 
     @property
     def context(self) -> int:

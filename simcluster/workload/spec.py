@@ -212,7 +212,29 @@ class SyntheticWorkloadSpec(_Spec):
         return self
 
 
-WorkloadSpec = Annotated[Union[TraceWorkloadSpec, SyntheticWorkloadSpec], Field(discriminator="kind")]
+class PhaseSpec(_Spec):
+    """One phase of a phased workload: its own arrivals and lengths for ``duration_s`` seconds."""
+
+    duration_s: PositiveFloat
+    arrival: ArrivalSpec
+    input_tokens: LengthSpec
+    output_tokens: LengthSpec
+
+
+class PhasedWorkloadSpec(_Spec):
+    """Synthetic phases back to back: traffic that rises and falls, or a length mix that shifts.
+
+    Phase ``k`` covers ``[Σ earlier durations, + duration_s)``; its arrivals start afresh at its
+    beginning (a renewal process restarted per phase) and are drawn from the run's generator in
+    phase order, so the same seed gives the same requests.
+    """
+
+    kind: Literal["phased"]
+    phases: Annotated[list[PhaseSpec], Field(min_length=1)]
+
+
+WorkloadSpec = Annotated[Union[TraceWorkloadSpec, SyntheticWorkloadSpec, PhasedWorkloadSpec],
+                         Field(discriminator="kind")]
 _WORKLOAD_ADAPTER: TypeAdapter = TypeAdapter(WorkloadSpec)
 
 
@@ -262,7 +284,7 @@ def _resolve(path: str, base_dir: Path) -> Path:
 
 
 def build_workload(
-    spec: TraceWorkloadSpec | SyntheticWorkloadSpec | dict[str, Any], rng: np.random.Generator, base_dir: Path
+    spec: TraceWorkloadSpec | SyntheticWorkloadSpec | PhasedWorkloadSpec | dict[str, Any], rng: np.random.Generator, base_dir: Path
 ) -> Workload:
     """The workload a ``workload:`` section describes.
 
@@ -271,8 +293,19 @@ def build_workload(
         rng: the run's generator (only synthetic workloads draw from it).
         base_dir: the scenario file's folder; relative paths resolve against it.
     """
-    if not isinstance(spec, (TraceWorkloadSpec, SyntheticWorkloadSpec)):
+    if not isinstance(spec, (TraceWorkloadSpec, SyntheticWorkloadSpec, PhasedWorkloadSpec)):
         spec = parse_workload_spec(spec)
+    if isinstance(spec, PhasedWorkloadSpec):
+        parts, t0 = [], 0.0
+        for ph in spec.phases:
+            w = build_workload(SyntheticWorkloadSpec(kind="synthetic", duration_s=ph.duration_s, arrival=ph.arrival,
+                                                     input_tokens=ph.input_tokens, output_tokens=ph.output_tokens),
+                               rng, base_dir)
+            parts.append((w.arrival_s + t0, w.input_tokens, w.output_tokens, w.source))
+            t0 += ph.duration_s
+        return Workload(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                        np.concatenate([p[2] for p in parts]),
+                        source="phased: " + " | ".join(f"{ph.duration_s:g} s {p[3]}" for ph, p in zip(spec.phases, parts)))
     if isinstance(spec, TraceWorkloadSpec):
         workload = read_trace(_resolve(spec.path, base_dir), None if spec.format == "auto" else spec.format)
         if spec.window_s is not None:
