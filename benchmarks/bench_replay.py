@@ -6,12 +6,16 @@ Cases (each in its own process, so peak memory is its own):
             on 8 H200), calibrated costs, KV transfer on, steps recorded
   synth-N   N synthetic Azure-like requests at 40 req/s on 8 nodes (64 H200: 8 prefill + 8 decode
             instances of TP4), steps.parquet off (it has a row per decode run)
+  shipped-N the shipped default scenario (`simcluster run`: 2 prefill + 2 decode TP2 instances of
+            Llama-3.1-70B on 8 H200, Azure-like lengths at 8 req/s, KV transfer) with N requests and
+            dynamic rate matching + throughput autoscaling on (DESIGN's speed target), steps off
 
 Reported: wall seconds of the event loop, CPU seconds, simulated requests per wall second, the
 ratio of simulated to wall time, peak resident memory of the process (MB).
 
     python benchmarks/bench_replay.py                       # azure + synth 100k
     python benchmarks/bench_replay.py --sizes 100000,300000,1000000
+    python benchmarks/bench_replay.py --no-azure --sizes 100000 --shipped 100000
 """
 
 from __future__ import annotations
@@ -34,7 +38,16 @@ def _one(case: str) -> dict:
     from simcluster.config.loader import load_scenario
     from simcluster.sim.runner import run_scenario
 
-    if case == "azure":
+    if case.startswith("shipped-"):
+        sc, base = load_scenario(None, [])
+        data = sc.model_dump()
+        data["workload"]["num_requests"] = int(case.split("-")[1])
+        data["output"]["steps"] = False
+        data["cluster"]["nodes"] = 2  # room for the autoscaler to grow into
+        data["rate_matching"] = {"policy": "dynamic", "interval_s": 60, "window_s": 120}
+        data["autoscaling"] = {"policy": "throughput", "interval_s": 30,
+                               "prefill": {"min": 1, "max": 4}, "decode": {"min": 1, "max": 4}}
+    elif case == "azure":
         sets = [f"workload={{kind: trace, path: {AZURE}}}"]
         sc, base = load_scenario(None, [])
         data = sc.model_dump()
@@ -68,12 +81,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="100000", help="comma-separated synthetic sizes")
     ap.add_argument("--no-azure", action="store_true")
+    ap.add_argument("--shipped", default="", help="comma-separated sizes of the shipped-scenario case")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         print(json.dumps(_one(a.one)))
         return
-    cases = ([] if a.no_azure or not AZURE.exists() else ["azure"]) + [f"synth-{n}" for n in a.sizes.split(",")]
+    cases = ([] if a.no_azure or not AZURE.exists() else ["azure"]) + [f"synth-{n}" for n in a.sizes.split(",") if n]
+    cases += [f"shipped-{n}" for n in a.shipped.split(",") if n]
     print(f"{'case':<16}{'requests':>10}{'loop wall s':>13}{'cpu s':>9}{'req/s':>10}{'sim/wall':>10}{'peak MB':>9}")
     for case in cases:
         out = subprocess.run([sys.executable, __file__, "--one", case], capture_output=True, text=True, check=True)
