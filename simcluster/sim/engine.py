@@ -230,6 +230,7 @@ class Engine:
         inst.state = SERVING
         inst.serving_since = self.env.now
         self.pools[inst.role].append(inst)
+        inst._touch()  # the router keys it
         if inst.role == "decode":
             while self.parked and inst.state == SERVING:
                 req, src = self.parked.popleft()

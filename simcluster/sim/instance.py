@@ -100,6 +100,9 @@ class Instance:
 
         # outstanding work for routing: prompt tokens still to prefill here
         self.pending_prefill_tokens = 0
+        self._rdirty = False  # router bookkeeping (sim/router.py)
+        self._rver = 0
+        self._router_dirty = engine.router.dirty
 
         # stepping state
         self._idle = True  # nothing planned: a kick schedules a wake-up
@@ -146,12 +149,14 @@ class Instance:
         req.prefill_inst = req.prefill_inst or self.name
         self.waiting.append(req)
         self.pending_prefill_tokens += req.prefill_target
+        self._touch()
         self.kick()
 
     def offer_transfer(self, req: Request, src: "Instance") -> None:
         """(decode role) A prefilled request asks for KV memory here; the transfer starts once reserved."""
         req.decode_inst = self.name
         self.transfer_queue.append((req, src))
+        self._touch()
         self._drain_transfers()
 
     def _drain_transfers(self) -> None:
@@ -171,10 +176,12 @@ class Instance:
             self.transfer_queue.popleft()
             req.dst_blocks = need  # the source still holds req.blocks until the KV has left
             self.reserved += 1
+            self._touch()
             self.engine.start_kv_transfer(req, src, self)
 
     def kv_landed(self, req: Request) -> None:
         self.reserved -= 1
+        self._touch()
         req.blocks = req.dst_blocks
         req.dst_blocks = 0
         if self.reserve_full:
@@ -185,10 +192,17 @@ class Instance:
             else:  # first_decode_step: this instance samples the first token again in its first step
                 req.generated -= 1
         self.pending_join.append(req)
+        self._touch()
         self.kick()
 
     def held_time(self, end: float) -> float:
         return (self.ended if self.ended is not None else end) - self.born
+
+    def _touch(self) -> None:
+        """Its outstanding work changed: the router re-keys it before its next pick."""
+        if not self._rdirty:
+            self._rdirty = True
+            self._router_dirty.append(self)
 
     def is_empty(self) -> bool:
         return not (self.waiting or self.prefilling or self.running or self.pending_join or self.transfer_queue
@@ -236,8 +250,10 @@ class Instance:
         """(decode role) A transfer to here will not land (its source failed): give back what it holds."""
         if not started:
             self.transfer_queue = deque(x for x in self.transfer_queue if x[0] is not req)
+            self._touch()
             return
         self.reserved -= 1
+        self._touch()
         self.kv.release(req.dst_blocks)
         req.dst_blocks = 0
         if self.reserve_full:
@@ -303,6 +319,7 @@ class Instance:
         req.blocks = need
         req.prefill_done = cached
         self.pending_prefill_tokens -= cached
+        self._touch()
         return True
 
     # Decode-set memory without a loop over requests. A running request i holds exactly
@@ -365,6 +382,7 @@ class Instance:
         req.prefill_target = req.n_in + gen
         req.prefill_done = 0
         self.pending_prefill_tokens += req.prefill_target
+        self._touch()
         self.waiting.appendleft(req)
         self.engine.stats_preemptions += 1
 
@@ -377,6 +395,7 @@ class Instance:
         req.joined_run = True
         self._joiners.append(req)
         self.running[req.id] = req
+        self._touch()
         self.ctx_base += req.n_in - req.join_step
         a, k = divmod(req.n_in - req.join_step - 1, self.kv.block_size)
         self._asum += a
@@ -403,6 +422,7 @@ class Instance:
 
     def _leave(self, req: Request) -> None:
         del self.running[req.id]
+        self._touch()
         self._untrack(req)
         req.slot = -1
         self._release(req)
@@ -678,6 +698,7 @@ class Instance:
         for req, c in chunks:
             req.prefill_done += c
             self.pending_prefill_tokens -= c
+            self._touch()
             if req.prefill_done >= req.prefill_target:
                 done.append(req)
         if not done:

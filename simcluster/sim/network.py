@@ -91,6 +91,10 @@ class Network:
             self.env.timeout(f.latency_s).callbacks.append(lambda _ev: on_done(f))
             return f
         alone = all(not link.flows for link in links)
+        # a capped flow that fits in every link's spare capacity takes its cap and changes no other
+        # flow's max-min rate (no link it crosses becomes over-subscribed): no re-plan needed
+        fits = not alone and f.cap < INF and all(
+            f.cap <= link.capacity_Bps * (1.0 + 1e-12) - link.busy_rate for link in links)
         f.active = True
         self.flows.append(f)
         for link in links:
@@ -100,6 +104,11 @@ class Network:
             f.rate = rate if rate < f.cap else f.cap
             for link in links:
                 link.busy_rate = f.rate
+            self._schedule()
+        elif fits:
+            f.rate = f.cap
+            for link in links:
+                link.busy_rate += f.cap
             self._schedule()
         else:
             self._replan()
@@ -250,10 +259,11 @@ class Network:
             return
         shared = False
         for f in done:
+            if not shared:  # only a saturated link held other flows back
+                shared = any(link.flows and len(link.flows) > 1
+                             and link.busy_rate >= link.capacity_Bps * (1.0 - 1e-9) for link in f.links)
             self._remove(f)
             f.remaining = 0.0
-            if not shared:
-                shared = any(link.flows for link in f.links)
         if shared:  # the survivors on those links may now go faster
             self._replan()
         else:
