@@ -179,3 +179,19 @@ def test_scale_down_drains_without_losing_a_request(tmp_path):
     assert "stopped" in states
     t, n = _series(tl, "pool:prefill", "instances_draining")
     assert n.max() >= 1 or "stopped" in states
+
+
+def test_gpu_pool_first_fit_and_spread_by_rack():
+    from simcluster.sim.gpupool import GPUPool
+
+    pool = GPUPool(32, 8, 8)  # four 8-GPU domains; racks of two domains: {0, 1}, {2, 3}
+    a = pool.allocate(4)
+    b = pool.allocate(4)
+    assert a == [0, 1, 2, 3] and b == [4, 5, 6, 7]  # first fit fills domain 0
+    c = pool.allocate(4, spread_by=lambda d: d // 2)
+    assert c == [16, 17, 18, 19]  # rack 1 has 16 free GPUs, rack 0 only 8
+    pool.fail(8)
+    d = pool.allocate(8)
+    assert d is not None and 8 not in d  # a failed GPU is never handed out
+    pool.release(a)
+    assert pool.allocate(4) == [0, 1, 2, 3]

@@ -213,7 +213,9 @@ class Engine:
     def start_instance(self, role: str, delay: float, gpu_ids: list[int] | None = None) -> Instance | None:
         """Start an instance of ``role`` on free GPUs; it serves after ``delay``. None: no free GPUs."""
         if gpu_ids is None:
-            gpu_ids = self.gpupool.allocate(self.plans[role].gpus_per_instance)
+            spread = self.scenario.cluster.topology.placement == "spread"
+            gpu_ids = self.gpupool.allocate(self.plans[role].gpus_per_instance,
+                                            spread_by=self.topology.rack_of_domain if spread else None)
             if gpu_ids is None:
                 return None
         inst = self._new_instance(role, gpu_ids)

@@ -47,8 +47,17 @@ class GPUPool:
             self.free[d] = []
         return out[:k] if len(out) >= k else None
 
-    def allocate(self, k: int) -> list[int] | None:
-        for d in range(self.n_domains):
+    def allocate(self, k: int, spread_by=None) -> list[int] | None:
+        """``k`` free GPUs: first fit, or with ``spread_by`` (domain -> rack) in the rack with the most
+        free GPUs (``cluster.topology.placement: spread``), first fit inside it."""
+        order = range(self.n_domains)
+        if spread_by is not None and k <= self.domain_size:
+            free_in: dict[int, int] = {}
+            for d in order:
+                r = spread_by(d)
+                free_in[r] = free_in.get(r, 0) + len(self.free[d])
+            order = sorted(order, key=lambda d: (-free_in[spread_by(d)], spread_by(d), d))
+        for d in order:
             got = self.take(d, k)
             if got is not None:
                 return got
