@@ -280,3 +280,34 @@ def test_fast_decode_runs_equal_step_by_step_evaluation():
             flops, hbm = c.decode_run_work(b, ctx, n)
             tot = c.decode_run_totals(b, ctx, n)
             assert flops == pytest.approx(tot.flops, rel=1e-9) and hbm == pytest.approx(tot.hbm_bytes, rel=1e-9)
+
+
+def test_closed_form_run_totals_equal_the_step_by_step_sums():
+    """A decode run inside one table cell is totalled in closed form (engine hot path); every field,
+    the bound-by split included, must equal the per-step evaluation."""
+    from simcluster.perf.step_cost import CostSpec, build_step_cost
+
+    rng = np.random.default_rng(11)
+    for model, layout in (("llama-3.1-70b", "tp=2"), ("deepseek-r1", "dp=8,ep=8")):
+        c = build_step_cost(CostSpec("h200_sxm", model, "fp8", "fp8", "bf16", layout))
+        checked = 0
+        for _ in range(400):
+            b = int(rng.integers(1, 300))
+            ctx = int(b * rng.integers(1, 20_000))
+            n = int(rng.integers(1, 200))
+            detail: list = []
+            if c._affine_run(b, ctx, n, detail) is None:
+                continue
+            fast = c._affine_totals(b, n, detail)
+            c._run_cache[(b, ctx)] = (n, c._run_parts(b, ctx, n))  # the generic path's inputs
+            slow_path = c._affine_run
+            c._affine_run = lambda *a, **k: None
+            try:
+                ref = c.decode_run_totals(b, ctx, n)
+            finally:
+                c._affine_run = slow_path
+            for f in ("latency_s", "weight_read_s", "kv_read_s", "compute_s", "comm_s", "other_s",
+                      "flops", "hbm_bytes"):
+                assert getattr(fast, f) == pytest.approx(getattr(ref, f), rel=1e-12, abs=1e-15), f
+            checked += 1
+        assert checked > 100

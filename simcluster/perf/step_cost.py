@@ -538,7 +538,7 @@ class TableStepCost:
             return self._dec.at(batch)
         return _add(_add(self._attn.at(da), self._ffn.at(batch)), self._logit.at(da))
 
-    def _affine_run(self, batch: int, context_tokens: float, n_steps: int):
+    def _affine_run(self, batch: int, context_tokens: float, n_steps: int, detail: list | None = None):
         """(first step's latency, increase per step) of a pure-decode run whose steps all fall in one
         context cell of the attention table — the latency is then exactly affine in the step index,
         as ``np.interp`` over the cell would give — else None (the caller evaluates every step)."""
@@ -576,6 +576,8 @@ class TableStepCost:
                 return None
             lat0 += layers * (b0 + ovh)
             rise += layers * (b1 - b0)
+            if detail is not None:
+                detail.append((layers, g0, g1, j, b0, b1))
         return lat0, (rise / (n_steps - 1) if n_steps > 1 else 0.0)
 
     def decode_run_affine(self, batch: int, context_tokens: int, n_steps: int):
@@ -648,6 +650,9 @@ class TableStepCost:
     def decode_run_totals(self, batch: int, context_tokens: int, n_steps: int) -> StepTime:
         if n_steps <= 0 or batch <= 0:
             return StepTime(0.0)
+        detail: list = []
+        if self._affine_run(batch, context_tokens, n_steps, detail) is not None:
+            return self._affine_totals(batch, n_steps, detail)
         hit = self._run_cache.pop((batch, context_tokens), None)
         if hit is not None and n_steps <= hit[0]:
             da, tok, kinds = hit[1]
@@ -678,6 +683,48 @@ class TableStepCost:
                 comm += layers * float((self._span(da, core) - core).sum())
         n = self._n_gpu
         return StepTime(w + kv + comp + comm + other, w, kv, comp, comm, other, flops * n, hbm * n)
+
+    def _affine_totals(self, batch: int, n: int, detail: list) -> StepTime:
+        """:meth:`decode_run_totals` of a run inside one context cell, in closed form: each kind's
+        busy time is affine in the step (Σ = n·(first + last)/2) and its context grows by 1/kvp per
+        step, so every step is classified by the grid column above it — the first step by its own
+        column when it sits exactly on one."""
+        da = -(-batch // self._dp)
+        tok = self._tok_row(batch, da)
+        w = tok[W] * n
+        kv = tok[KV] * n
+        comp = tok[COMP] * n
+        comm = tok[COMM] * n
+        other = (tok[OTHER] + self._overhead) * n
+        flops = tok[FLOPS] * n
+        hbm = tok[BYTES] * n
+        kr, kb, kf = self._kv_coef
+        ovh = self._core_ovh
+        row_mem = self._mem_np[self._b_axis.cell(da)[0]]
+        axis = self._c_axis.array
+        last = len(row_mem) - 1
+        for layers, g0, g1, j, b0, b1 in detail:
+            total = n * (b0 + b1) * 0.5
+            # steps whose context is ≤ grid point j take column j, the others column j + 1 (clipped),
+            # as searchsorted does step by step; the context grows by (g1 − g0)/(n − 1) a step
+            d = (g1 - g0) / (n - 1) if n > 1 else 0.0
+            if g0 > axis[j]:
+                m = 0
+            elif d <= 0.0:
+                m = n
+            else:
+                m = min(n, int((axis[j] - g0) / d) + 1)
+            db = (b1 - b0) / (n - 1) if n > 1 else 0.0
+            low = m * b0 + db * (m * (m - 1) * 0.5)  # busy time of those first m steps
+            low_mem, high_mem = bool(row_mem[j]), bool(row_mem[min(j + 1, last)])
+            kv += layers * ((low if low_mem else 0.0) + (total - low if high_mem else 0.0))
+            comp += layers * ((0.0 if low_mem else low) + (0.0 if high_mem else total - low))
+            other += layers * ovh * n
+            csum = n * (g0 + g1) * 0.5  # Σ of the per-step (capped, per-KVP-rank) context
+            flops += layers * da * kf * csum
+            hbm += layers * da * (kr * csum + kb * n)
+        g = self._n_gpu
+        return StepTime(w + kv + comp + comm + other, w, kv, comp, comm, other, flops * g, hbm * g)
 
     # ------------------------------------------------------------------ reports
     def describe(self, shape: BatchShape) -> dict:
