@@ -97,3 +97,100 @@ def test_profiles_are_validated_and_named():
         PROFILES["vllm"].with_(decode_overhead_s=-1.0)
     assert PROFILES["sglang"].mixed_batching == "sequential"
     assert PROFILES["trtllm"].chunked_prefill is False
+
+
+# ----------------------------------------------------------------------------- speculative decoding (MTP)
+def test_mtp_acceptance_matches_the_published_figures():
+    from simcluster.perf.framework import mtp_acceptance_length
+
+    assert mtp_acceptance_length(0) == 1.0
+    # DeepSeek-V3 report: the second token is accepted 85-90 % of the time (one draft token)
+    assert 1.85 <= mtp_acceptance_length(1) <= 1.90
+    # GLM-5 report, Table 2: DeepSeek-V3.2 accepts 2.55 tokens per step with 4 speculative steps
+    assert mtp_acceptance_length(4) == pytest.approx(2.55, abs=0.03)
+    # more drafts never lower the expected tokens per step, and each adds less
+    al = [mtp_acceptance_length(k) for k in range(6)]
+    assert all(b > a for a, b in zip(al, al[1:]))
+    assert all(al[i + 1] - al[i] < al[i] - al[i - 1] for i in range(1, 5))
+
+
+def test_an_mtp_decode_step_costs_verify_plus_drafts_over_the_acceptance_length():
+    from simcluster.perf.framework import MTP_DRAFT_LAYERS, mtp_acceptance_length
+
+    base = _base()
+    k, b, ctx = 3, 16, 16 * 2000
+    prof = PROFILES["vllm"].with_(gpu_time_scales=(), cuda_graph_sizes=(), spec_draft_tokens=k, **BARE)
+    cost = ScheduledStepCost(base, prof)
+    lat = lambda n, c: base.step(BatchShape(decode_seqs=n, decode_context_tokens=c)).latency_s  # noqa: E731
+    layers = base.spec.model.num_layers
+    # verify: the GEMMs of b·(k+1) token rows, the attention of b sequences over their context
+    verify = lat(b * (k + 1), b * (k + 1)) + lat(b, ctx) - lat(b, b)
+    drafts = k * MTP_DRAFT_LAYERS / layers * lat(b, ctx)
+    expect = (verify + drafts) / mtp_acceptance_length(k)
+    got = cost.step(BatchShape(decode_seqs=b, decode_context_tokens=ctx)).latency_s
+    assert got == pytest.approx(expect, rel=1e-9)
+    assert got < lat(b, ctx)  # at a small batch MTP is faster per token
+    # a run of steps is priced the same way
+    assert cost.decode_run(b, ctx, 3)[0] == pytest.approx(got, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- kernels the recipes run
+def test_vllm_block_fp8_gemm_on_blackwell_answers_from_the_deepgemm_table_of_sglang():
+    from simcluster.perf.calibration.ops import CalibratedOps
+
+    vllm, sgl = CalibratedOps("b200_sxm", framework="vllm"), CalibratedOps("b200_sxm", framework="sglang")
+    fops = FrameworkOps(vllm, PROFILES["vllm"])
+    # the shipped vLLM table holds a flat ~0.17 ms for a 12 MB weight (2 µs of HBM traffic)
+    assert vllm.gemm(32, 4096, 3072, "fp8_block") > 1e-4
+    assert fops.gemm(32, 4096, 3072, "fp8_block") == pytest.approx(sgl.gemm(32, 4096, 3072, "fp8_block"))
+    assert fops.gemm(32, 4096, 3072, "fp8_block") < 3e-5
+    # other formats and Hopper are untouched
+    assert fops.gemm(32, 4096, 3072, "bf16") == vllm.gemm(32, 4096, 3072, "bf16")
+    h = CalibratedOps("h100_sxm", framework="vllm")
+    assert FrameworkOps(h, PROFILES["vllm"]).gemm(32, 4096, 3072, "fp8_block") == h.gemm(32, 4096, 3072, "fp8_block")
+
+
+def test_trtllm_moe_on_blackwell_uses_the_kernels_its_recipes_run():
+    from simcluster.perf.calibration.ops import CalibratedOps
+
+    trt, vllm = CalibratedOps("b200_sxm", framework="trtllm"), CalibratedOps("b200_sxm", framework="vllm")
+    fops = FrameworkOps(trt, PROFILES["trtllm"])
+    gptoss = (32, 2880, 2880, 4, 128, 1, 1)
+    # gpt-oss MXFP4 experts run with MXFP8 activations (w4a8), not the w4a16 fallback
+    assert fops.moe(*gptoss, "mxfp4") == pytest.approx(trt.moe(*gptoss, "w4a8_mxfp4_mxfp8"))
+    assert fops.moe(*gptoss, "mxfp4") < trt.moe(*gptoss, "mxfp4")
+    # NVFP4 experts: the faster of TRT-LLM's CUTLASS table and the TRTLLM-gen kernel (vLLM's table)
+    ds = (32, 7168, 2048, 8, 256, 1, 8)
+    assert fops.moe(*ds, "nvfp4") == pytest.approx(min(trt.moe(*ds, "nvfp4"), vllm.moe(*ds, "nvfp4")))
+
+
+def test_four_bit_mla_moe_releases_keep_attention_projections_in_bf16():
+    from simcluster.catalog.models import get_model
+    from simcluster.perf.composition import attention_weight_format
+
+    assert attention_weight_format(get_model("deepseek-r1"), "nvfp4") == "bf16"
+    assert attention_weight_format(get_model("kimi-k2.5"), "int4") == "bf16"
+    assert attention_weight_format(get_model("gpt-oss-120b"), "mxfp4") == "bf16"
+    assert attention_weight_format(get_model("deepseek-r1"), "fp8_block") == "fp8_block"  # FP8 quantises all
+    assert attention_weight_format(get_model("llama-3.1-70b"), "nvfp4") == "nvfp4"  # dense: every layer
+    # the BF16 projections are in the weight memory: against an FP8 release (1 byte everywhere) the
+    # NVFP4 one saves 1 - 4.5/8 bytes per FFN/expert parameter and spends 1 more per attention one
+    m = get_model("deepseek-r1")
+    pc = m.param_counts()
+    quantised = pc["dense_ffn"] + pc["routed_experts"] + pc["shared_experts"]
+    nv = build_step_cost(CostSpec(gpu="b200_sxm", model="deepseek-r1", weights="nvfp4", kv="fp8",
+                                  activations="bf16", layout="tp=8,ep=8,tpf=1")).memory()
+    fp8 = build_step_cost(CostSpec(gpu="b200_sxm", model="deepseek-r1", weights="fp8", kv="fp8",
+                                   activations="bf16", layout="tp=8,ep=8,tpf=1")).memory()
+    saved = fp8.weight_bytes_total - nv.weight_bytes_total
+    assert saved == pytest.approx(quantised * (1 - 4.5 / 8) - pc["attention"], rel=0.05)
+
+
+def test_profiles_set_the_frameworks_kv_admission_and_first_token():
+    assert PROFILES["trtllm"].kv_admission == "reserve_full"  # GUARANTEED_NO_EVICT
+    assert PROFILES["vllm"].kv_admission == PROFILES["sglang"].kv_admission == "on_demand"
+    assert PROFILES["vllm"].first_token_at == "first_decode_step"  # the decode side resamples it
+    assert PROFILES["sglang"].first_token_at == "kv_landed"  # the prefill's token travels with the KV
+    assert PROFILES["trtllm"].first_token_at == "first_decode_step"
+    with pytest.raises(Exception):
+        PROFILES["vllm"].with_(kv_admission="greedy")

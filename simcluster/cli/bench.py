@@ -91,11 +91,15 @@ def bench_scenario(cfg: BenchConfig, *, max_concurrency: int | None, input_len: 
     model = get_model(cfg.model, field="--model")
     gpu = get_gpu(cfg.gpu, field="--gpu")
     prof = get_profile(cfg.backend, field="--backend")
+    from simcluster.perf.layout import Layout
+
     layout, instances = layout_of(cfg, model)
+    # the framework's budget and sequence cap are per attention-DP rank (each rank schedules its own batch)
+    dp = max(1, Layout.parse(layout).dp)
     pool = {
         "instances": instances, "layout": layout,
-        "max_num_seqs": int(cfg.max_num_seqs or prof.max_num_seqs),
-        "max_num_batched_tokens": int(cfg.max_num_batched_tokens or default_chunk_budget(prof, gpu.memory_bytes)),
+        "max_num_seqs": int(cfg.max_num_seqs or prof.max_num_seqs * dp),
+        "max_num_batched_tokens": int(cfg.max_num_batched_tokens or default_chunk_budget(prof, gpu.memory_bytes) * dp),
         "chunked_prefill": prof.chunked_prefill if cfg.chunked_prefill is None else bool(cfg.chunked_prefill),
         "max_queue": 10**9,
     }
@@ -106,7 +110,9 @@ def bench_scenario(cfg: BenchConfig, *, max_concurrency: int | None, input_len: 
         "model": {"name": cfg.model, "weights": cfg.weights, "kv_cache": cfg.kv_cache, "activations": "bf16"},
         "serving": {"framework": cfg.backend, "mode": "colocated", "prefix_caching": False,
                     "gpu_memory_utilization": cfg.gpu_memory_utilization,
-                    "framework_profile": cfg.framework_profile, "router": "least_outstanding"},
+                    "framework_profile": cfg.framework_profile, "router": "least_outstanding",
+                    # the framework's KV admission (TRT-LLM reserves a request's whole output)
+                    "kv_admission": prof.kv_admission if cfg.framework_profile else "on_demand"},
         "pools": {"colocated": pool},
         "cost": {"source": "calibrated"},
         "workload": {"kind": "synthetic", "num_requests": 1, "arrival": {"process": "poisson", "rate_per_s": 1.0},

@@ -48,6 +48,22 @@ ROUTER_FORMAT = "bf16"
 LOGIT_BYTES = 4.0
 # RMSNorm + residual add, fused: read x and residual, write both [INFERRED]; two per layer.
 NORM_BYTES_PER_ELEMENT_PASSES = 4.0
+# 4-bit releases of MLA mixture-of-experts models quantise the experts (and dense FFNs) and keep the
+# attention projections in BF16: NVIDIA ModelOpt's DeepSeek NVFP4 flow disables the quantisers of
+# "*attn*" unless asked for FP8 MLA (TensorRT-Model-Optimizer examples/deepseek/ptq.py, mla_quant
+# None by default; nvidia/DeepSeek-R1-0528-FP4 and the Kimi/GLM NVFP4 releases built the same way),
+# and Kimi-K2.5's INT4 release quantises only the routed experts. gpt-oss ships MXFP4 for the MoE
+# weights only (model card). Other models' 4-bit releases quantise every linear layer.
+# (The raw "fp4" format of the seed papers' studies, "FP4 = 0.5 bytes" for every weight, is not a release.)
+BF16_ATTENTION_FORMATS = ("nvfp4", "mxfp4", "int4")
+
+
+def attention_weight_format(model, weights: str) -> str:
+    """Number format of the attention projection weights of ``model`` released with ``weights``."""
+    if weights in BF16_ATTENTION_FORMATS and model.is_moe and (model.is_mla or model.name.startswith("gpt-oss")):
+        return "bf16"
+    return weights
+
 
 # Order of the components of a step (see StepTime).
 LAT, W, KV, COMP, COMM, OTHER, FLOPS, BYTES = range(8)
@@ -299,6 +315,7 @@ class Composer:
     def _build_ops(self) -> list[Op]:
         m, lay = self.model, self.layout
         H, b_a, wf = self.H, self.b_a, self.fmt_w.name
+        wa = attention_weight_format(m, wf)  # the attention projections' format
         ops: list[Op] = []
         L, nd, nm, nl, N = self.L, self.n_dense, self.n_moe, self.nl, self.N
         V = m.vocab_size
@@ -314,24 +331,24 @@ class Composer:
         if m.is_mla:
             qk = m.qk_nope_head_dim + m.qk_rope_head_dim
             if m.q_lora_rank:
-                ops.append(self._gemm("q_a_proj", "attention", "layer", "attn", L, m.q_lora_rank, H, wf))
+                ops.append(self._gemm("q_a_proj", "attention", "layer", "attn", L, m.q_lora_rank, H, wa))
                 ops.append(self._gemm("q_b_proj", "attention", "layer", "attn", L, int(self.q_loc * qk),
-                                      m.q_lora_rank, wf))
+                                      m.q_lora_rank, wa))
             else:
-                ops.append(self._gemm("q_proj", "attention", "layer", "attn", L, int(self.q_loc * qk), H, wf))
+                ops.append(self._gemm("q_proj", "attention", "layer", "attn", L, int(self.q_loc * qk), H, wa))
             ops.append(self._gemm("kv_a_proj", "attention", "layer", "attn", L,
-                                  m.kv_lora_rank + m.qk_rope_head_dim, H, wf))
+                                  m.kv_lora_rank + m.qk_rope_head_dim, H, wa))
             # absorbed W_UK / W_UV (decode); for prefill tokens the same FLOPs up-project their K, V
             ops.append(self._gemm("kv_b_absorbed", "attention", "layer", "attn", L,
-                                  int(self.q_loc * (m.qk_nope_head_dim + m.v_head_dim)), m.kv_lora_rank, wf))
+                                  int(self.q_loc * (m.qk_nope_head_dim + m.v_head_dim)), m.kv_lora_rank, wa))
         else:
             ops.append(self._gemm("qkv_proj", "attention", "layer", "attn", L,
-                                  int((self.q_loc + 2 * self.kvh_loc) * self.hd), H, wf))
+                                  int((self.q_loc + 2 * self.kvh_loc) * self.hd), H, wa))
         if self.medha:  # partial outputs + softmax stats gathered over KVP, merged in each TPA group
             per_token = self.out_dim / lay.tpa * b_a + self.q_loc * self.spec.a2a_n_stat * 4.0
             ops.append(self._collective("kvp_all_gather", "attention", "layer", "attn", L, "all_gather",
                                         lay.kvp, lay.kvp * lay.tpa, lambda x: lay.kvp * x * per_token))
-        ops.append(self._gemm("o_proj", "attention", "layer", "attn", L, H, self.out_dim // lay.tpo, wf))
+        ops.append(self._gemm("o_proj", "attention", "layer", "attn", L, H, self.out_dim // lay.tpo, wa))
         if lay.tpo > 1:
             ops.append(self._collective("o_proj_all_reduce", "attention", "layer", "attn", L, "all_reduce",
                                         lay.tpo, lay.tpo, lambda x: x * H * b_a))

@@ -32,6 +32,15 @@ adds what its scheduler does around that work. Each behaviour is one parameter o
   of the arrived request); ``request_overhead_s`` is the client-side cost of every request (HTTP,
   tokenisation, the frontend), added to TTFT.
 
+* **speculative decoding (MTP)** — ``spec_draft_tokens`` = k > 0: each decode iteration drafts k
+  tokens with the model's MTP module (k passes of one decoder layer and the LM head) and verifies
+  them in one forward pass of k + 1 tokens per sequence; it emits on average
+  :func:`mtp_acceptance_length` (k) tokens. The engine advances one token per step, so a decode
+  step costs (verify + k drafts + the iteration's CPU overhead) / acceptance length.
+* **kernels the framework runs** — :class:`FrameworkOps` answers a few ops from the table of the
+  kernel the framework's recipes actually run where the shipped table holds another one
+  (:data:`KERNEL_ROUTES`).
+
 The parameters are physical and few. Their values were fitted on the *train* half of the silicon
 validation set and are reported on the held-out half (``docs/validation.md``); the sources of the
 structural defaults (captured sizes, budgets) are the frameworks' own defaults, cited per field.
@@ -70,6 +79,30 @@ def _trtllm_graph_sizes(max_size: int = 2048) -> tuple[int, ...]:
     return tuple(sizes)
 
 
+# Multi-token prediction acceptance (DeepSeek-style MTP heads used as the draft). DeepSeek-V3
+# technical report (arXiv 2412.19437, §5.4.3): "the acceptance rate of the second token prediction
+# ranges between 85% and 90%" -> 0.875 for the first draft token. Deeper drafts reuse the one MTP
+# module, whose acceptance falls with depth: the GLM-5 technical report (arXiv 2602.15763, Table 2)
+# gives an acceptance length of 2.55 for DeepSeek-V3.2 with 4 speculative steps, which a per-depth
+# acceptance a·d^(i-1) (a = 0.875) meets at d = 0.63. Not fitted to any measured deployment.
+MTP_FIRST_ACCEPTANCE = 0.875
+MTP_ACCEPTANCE_DECAY = 0.63
+# One draft pass = the MTP module (one decoder layer) plus the shared LM head and sampling, taken
+# as two layers' share of a decode step of the same batch.
+MTP_DRAFT_LAYERS = 2.0
+
+
+def mtp_acceptance_length(k: int, first: float = MTP_FIRST_ACCEPTANCE, decay: float = MTP_ACCEPTANCE_DECAY) -> float:
+    """Mean tokens emitted per decode iteration with ``k`` draft tokens: 1 (the verified token) plus
+    the chance that drafts 1..i are all accepted, summed over i (draft i accepted with probability
+    ``first · decay^(i-1)`` when the ones before it were)."""
+    total, p = 1.0, 1.0
+    for i in range(int(k)):
+        p *= first * decay ** i
+        total += p
+    return total
+
+
 @dataclass(frozen=True)
 class FrameworkProfile:
     """What a serving framework's scheduler adds to the GPU work of a step. Times in seconds."""
@@ -93,6 +126,12 @@ class FrameworkProfile:
     # fitted corrections of the op-table GPU time, per (GPU, model kind): (gpu, "moe"|"dense",
     # decode-step scale, prefill-step scale); see simcluster.validate.fit and docs/validation.md
     gpu_time_scales: tuple = ()
+    # speculative decoding: draft tokens per decode iteration (0 = off); set per deployment
+    spec_draft_tokens: int = 0
+    # KV admission (scenario serving.kv_admission) and, disaggregated, when the client sees the first
+    # token (serving.first_token_at): the framework's behaviour, applied by validation and bench
+    kv_admission: str = "on_demand"
+    first_token_at: str = "first_decode_step"
     sources: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -104,6 +143,13 @@ class FrameworkProfile:
             if getattr(self, name) < 0:
                 raise UserError("must be non-negative", where=name)
         object.__setattr__(self, "cuda_graph_sizes", tuple(sorted(set(int(s) for s in self.cuda_graph_sizes))))
+        if self.kv_admission not in ("on_demand", "reserve_full"):
+            raise UserError(f"must be on_demand or reserve_full, got {self.kv_admission!r}", where="kv_admission")
+        if self.first_token_at not in ("prefill_end", "kv_landed", "first_decode_step"):
+            raise UserError(f"must be prefill_end, kv_landed or first_decode_step, got {self.first_token_at!r}",
+                            where="first_token_at")
+        if int(self.spec_draft_tokens) != self.spec_draft_tokens or self.spec_draft_tokens < 0:
+            raise UserError("must be a non-negative whole number of tokens", where="spec_draft_tokens")
 
     def gpu_time_scale(self, gpu: str, kind: str) -> tuple[float, float]:
         """(decode, prefill) multipliers of the op-table GPU time on ``gpu`` for ``kind`` models."""
@@ -147,23 +193,24 @@ PROFILES: dict[str, FrameworkProfile] = {
         name="vllm",
         cuda_graph_sizes=_vllm_graph_sizes(512),
         eager_overhead_s=0.0,
-        decode_overhead_s=0.0015,
+        decode_overhead_s=0.0005,
         decode_overhead_per_seq_s=0.0,
-        prefill_overhead_s=0.0015,
+        prefill_overhead_s=0.0005,
         mixed_batching="fused",
         max_num_seqs=1024,
         max_num_batched_tokens=8192,
         chunked_prefill=True,
         handover_s=0.0,
-        request_overhead_s=0.01,
+        request_overhead_s=0.04,
         request_overhead_per_input_token_s=1e-05,
+        first_token_at="first_decode_step",
         gpu_time_scales=(  # (GPU, model kind, decode scale, prefill scale), fitted
-            ("b200_sxm", "dense", 0.85, 0.6),
-            ("b200_sxm", "moe", 0.5, 0.5),
-            ("h100_sxm", "dense", 1.05, 0.5),
-            ("h100_sxm", "moe", 0.6, 0.5),
-            ("h200_sxm", "dense", 0.85, 0.5),
-            ("h200_sxm", "moe", 0.8, 0.7),
+            ("b200_sxm", "dense", 0.95, 1.2),
+            ("b200_sxm", "moe", 0.9, 0.5),
+            ("h100_sxm", "dense", 1.1, 0.7),
+            ("h100_sxm", "moe", 0.7, 0.5),
+            ("h200_sxm", "dense", 0.95, 0.6),
+            ("h200_sxm", "moe", 0.85, 1.0),
         ),
         sources={
             "max_num_seqs": "vLLM V1 EngineArgs default for >= 70 GB GPUs (OpenAI server): 1024",
@@ -171,6 +218,9 @@ PROFILES: dict[str, FrameworkProfile] = {
             "cuda_graph_sizes": "vLLM CompilationConfig: [1,2,4] + range(8,256,8) + range(256,513,16)",
             "chunked_prefill": "always on in vLLM V1",
             "mixed_batching": "vLLM V1 runs prefill chunks and decodes in one forward pass",
+            "first_token_at": "vLLM's NIXL / P2P NCCL connectors: the prefill instance runs the prompt with "
+                              "max_tokens=1 and its token is dropped; the decode instance recomputes the last "
+                              "prompt token and samples the first token in its first step after the KV landed",
         },
     ),
     "sglang": FrameworkProfile(
@@ -184,46 +234,52 @@ PROFILES: dict[str, FrameworkProfile] = {
         max_num_seqs=2048,
         max_num_batched_tokens=8192,
         chunked_prefill=True,
-        handover_s=0.0,
-        request_overhead_s=0.15,
+        handover_s=0.05,
+        request_overhead_s=0.2,
         request_overhead_per_input_token_s=2e-05,
+        first_token_at="kv_landed",
         gpu_time_scales=(  # (GPU, model kind, decode scale, prefill scale), fitted
-            ("b200_sxm", "moe", 0.6, 0.85),
-            ("gb200", "moe", 0.6, 0.5),
+            ("b200_sxm", "moe", 0.85, 0.5),
+            ("gb200", "moe", 0.5, 0.5),
             ("h100_sxm", "dense", 0.9, 2.0),
             ("h200_sxm", "dense", 1.3, 2.0),
-            ("h200_sxm", "moe", 0.9, 0.6),
+            ("h200_sxm", "moe", 0.95, 0.6),
         ),
         sources={
             "max_num_batched_tokens": "SGLang --chunked-prefill-size default 8192 (16384 on >= 160 GB GPUs)",
             "mixed_batching": "SGLang runs a prefill batch as its own forward pass unless --enable-mixed-chunk",
             "cuda_graph_sizes": "SGLang capture batch sizes up to --cuda-graph-max-bs [INFERRED list]",
             "max_num_seqs": "SGLang --max-running-requests: sized from KV memory; 2048 as a cap [INFERRED]",
+            "first_token_at": "SGLang PD disaggregation: the prefill server samples the first token and sends it "
+                              "with the KV; the decode server streams it when the transferred request joins "
+                              "(its prebuilt batch), before its first decode step",
         },
     ),
     "trtllm": FrameworkProfile(
         name="trtllm",
         cuda_graph_sizes=_trtllm_graph_sizes(2048),
         eager_overhead_s=0.0,
-        decode_overhead_s=0.0,
-        decode_overhead_per_seq_s=0.0,
-        prefill_overhead_s=0.0,
+        decode_overhead_s=0.00025,
+        decode_overhead_per_seq_s=4e-06,
+        prefill_overhead_s=0.00025,
         mixed_batching="fused",
         max_num_seqs=2048,
         max_num_batched_tokens=8192,
         chunked_prefill=False,
         kv_fraction_of_free=0.9,
         handover_s=0.0,
-        request_overhead_s=0.01,
+        request_overhead_s=0.06,
         request_overhead_per_input_token_s=5e-06,
+        kv_admission="reserve_full",
+        first_token_at="first_decode_step",
         gpu_time_scales=(  # (GPU, model kind, decode scale, prefill scale), fitted
-            ("b200_sxm", "dense", 0.8, 0.7),
-            ("b200_sxm", "moe", 0.5, 0.5),
-            ("gb200", "moe", 0.5, 0.5),
-            ("h100_sxm", "dense", 1.1, 1.2),
-            ("h100_sxm", "moe", 1.05, 1.2),
-            ("h200_sxm", "dense", 0.8, 0.5),
-            ("h200_sxm", "moe", 0.85, 1.2),
+            ("b200_sxm", "dense", 0.8, 0.85),
+            ("b200_sxm", "moe", 0.8, 0.5),
+            ("gb200", "moe", 0.7, 0.5),
+            ("h100_sxm", "dense", 1.1, 1.0),
+            ("h100_sxm", "moe", 1.05, 0.85),
+            ("h200_sxm", "dense", 0.8, 1.0),
+            ("h200_sxm", "moe", 0.95, 1.0),
         ),
         sources={
             "max_num_seqs": "trtllm-serve --max_batch_size default 2048",
@@ -232,6 +288,11 @@ PROFILES: dict[str, FrameworkProfile] = {
             "cuda_graph_sizes": "TRT-LLM cuda_graph_config with padding: 1,2,4, 8..128 step 8, powers of two",
             "mixed_batching": "TRT-LLM in-flight batching: context and generation requests in one step",
             "kv_fraction_of_free": "trtllm-serve kv_cache_config.free_gpu_memory_fraction default 0.9",
+            "kv_admission": "TRT-LLM capacity scheduler GUARANTEED_NO_EVICT (default): a request is admitted only "
+                            "if the KV of its whole output fits beside the admitted ones",
+            "first_token_at": "TRT-LLM disaggregated: the generation server gets the context server's first "
+                              "token (first_gen_tokens) with the request and returns it in the response of its "
+                              "first generation iteration after the KV arrived",
         },
     ),
 }
@@ -252,15 +313,48 @@ def default_chunk_budget(profile: FrameworkProfile, gpu_memory_bytes: float) -> 
     return profile.max_num_batched_tokens
 
 
+BLACKWELL = ("b200_sxm", "gb200", "b300_sxm", "gb300")
+
+# Ops the frameworks' recipes run with another kernel than the one in the shipped table, on these
+# GPUs. Each: (op, framework, number formats, GPUs) -> what answers, with the evidence.
+KERNEL_ROUTES = {
+    # vLLM's FP8 block-scaled GEMM table on Blackwell (DeepGemmFp8BlockScaledMMKernel, collector of
+    # vLLM 0.24.0) is flat at 0.17-0.27 ms for every shape, from m = 1 on a 12 MB weight (2 µs of HBM
+    # traffic): a collection artefact (the same kernel family measures 8-19 µs in SGLang's and
+    # TRT-LLM's tables on the same GPUs). vLLM serves block-scaled FP8 with the same DeepGEMM /
+    # CUTLASS kernels: answer from SGLang's DeepGEMM table.
+    "vllm_fp8_block_gemm": {"op": "gemm", "framework": "vllm", "formats": ("fp8_block",), "gpus": BLACKWELL,
+                            "answer": ("framework", "sglang")},
+    # TRT-LLM runs gpt-oss's MXFP4 experts on Blackwell with MXFP8 activations in its TRTLLM-gen MoE
+    # backend (trtllm-serve moe_config.backend TRTLLM, as in InferenceX gptoss_fp4_b200_trt.sh); the
+    # w4a16 table is its slower fallback (3-4x the w4a8 one, and 3x FlashInfer's w4a16 in vLLM).
+    "trtllm_mxfp4_moe": {"op": "moe", "framework": "trtllm", "formats": ("mxfp4", "w4a16_mxfp4"), "gpus": BLACKWELL,
+                         "answer": ("format", "w4a8_mxfp4_mxfp8")},
+    # TRT-LLM's NVFP4 MoE table holds its CUTLASS backend; recipes with tensor-parallel attention run
+    # the TRTLLM-gen backend (InferenceX dsr1_fp4_b200_trt*.sh: MOE_BACKEND=TRTLLM unless attention
+    # DP; NVIDIA's DeepSeek-R1 B200 deployment guide), the kernel FlashInfer exposes and vLLM's table
+    # measures (trtllm nvfp4 experts, monolithic): 1.5-2.3x faster at 8-128 tokens. The recipes pick
+    # the backend per regime, so the faster of the two answers.
+    "trtllm_nvfp4_moe": {"op": "moe", "framework": "trtllm", "formats": ("nvfp4",), "gpus": BLACKWELL,
+                         "answer": ("faster_of", "vllm")},
+}
+
+
 class FrameworkOps:
     """An op-cost model as a framework calls the ops: TP all-reduces over NVLink use the framework's
     custom all-reduce (``ops.custom_all_reduce``) when the profile says so and the buffer is small
-    enough; every other op is answered by the wrapped model unchanged."""
+    enough; a few ops answer from the kernel the framework's recipes run (:data:`KERNEL_ROUTES`);
+    every other op is answered by the wrapped model unchanged."""
 
     def __init__(self, ops, profile: FrameworkProfile, node_gpus: int = 8) -> None:
         self._ops = ops
         self._profile = profile
         self._node_gpus = node_gpus
+        self._others: dict[str, object] = {}
+        gpu = getattr(getattr(ops, "gpu", None), "name", "")
+        fw = getattr(ops, "framework", None)
+        self._routes = {(r["op"], f): r["answer"] for r in KERNEL_ROUTES.values()
+                        if fw == r["framework"] and gpu in r["gpus"] for f in r["formats"]}
 
     def __getattr__(self, name):
         return getattr(self._ops, name)
@@ -271,6 +365,67 @@ class FrameworkOps:
         else:
             setattr(self._ops, name, value)
 
+    # ------------------------------------------------------------------ kernel routes
+    def _other(self, framework: str):
+        o = self._others.get(framework)
+        if o is None:
+            from simcluster.perf.calibration.ops import CalibratedOps
+
+            o = self._others[framework] = CalibratedOps(self._ops.gpu, framework=framework,
+                                                        calibration=self._ops.calibration)
+        return o
+
+    def _provenance(self, src) -> None:
+        for name in ("last_source", "last_detail", "last_sources"):
+            if hasattr(src, name):
+                setattr(self._ops, name, getattr(src, name))
+
+    def _route(self, op: str, fmt: str):
+        return self._routes.get((op, str(fmt).strip().lower())) if self._routes else None
+
+    def gemm(self, m, n, k, fmt):
+        r = self._route("gemm", fmt)
+        if r is not None and r[0] == "framework":
+            o = self._other(r[1])
+            t = o.gemm(m, n, k, fmt)
+            self._provenance(o)
+            return t
+        return self._ops.gemm(m, n, k, fmt)
+
+    def gemm_many(self, m, n, k, fmt):
+        r = self._route("gemm", fmt)
+        if r is not None and r[0] == "framework":
+            o = self._other(r[1])
+            t = o.gemm_many(m, n, k, fmt)
+            self._provenance(o)
+            return t
+        return self._ops.gemm_many(m, n, k, fmt)
+
+    def _moe(self, many: bool, tokens, hidden, inter, topk, n_experts, tp, ep, fmt, distribution="balanced"):
+        r = self._route("moe", fmt)
+        name = "moe_many" if many else "moe"
+        if r is not None and r[0] == "format":
+            fmt = r[1]
+        t = getattr(self._ops, name)(tokens, hidden, inter, topk, n_experts, tp, ep, fmt, distribution)
+        if r is not None and r[0] == "faster_of":
+            o = self._other(r[1])
+            t2 = getattr(o, name)(tokens, hidden, inter, topk, n_experts, tp, ep, fmt, distribution)
+            if np.ndim(t) == 0:
+                if t2 < t:
+                    self._provenance(o)
+                    t = t2
+            else:
+                t = np.minimum(t, t2)
+        return t
+
+    def moe(self, tokens, hidden, inter, topk, n_experts, tp, ep, fmt, distribution="balanced"):
+        return self._moe(isinstance(tokens, np.ndarray) or isinstance(tp, np.ndarray) or isinstance(ep, np.ndarray),
+                         tokens, hidden, inter, topk, n_experts, tp, ep, fmt, distribution)
+
+    def moe_many(self, tokens, hidden, inter, topk, n_experts, tp, ep, fmt, distribution="balanced"):
+        return self._moe(True, tokens, hidden, inter, topk, n_experts, tp, ep, fmt, distribution)
+
+    # ------------------------------------------------------------------ all-reduce
     def _custom(self, op: str, n_gpus: int, link: str) -> bool:
         p = self._profile
         return (p.custom_all_reduce and op in ("all_reduce", "allreduce") and link == "nvlink"
@@ -328,6 +483,13 @@ class ScheduledStepCost:
     :class:`~simcluster.perf.step_cost.CostSpec` with ``step_overhead_s=0``). ``dp`` is the number of
     data-parallel attention replicas (CUDA graphs are captured per replica). ``pipeline_stages`` is
     passed through.
+
+    With speculative decoding (``profile.spec_draft_tokens`` = k > 0) one engine decode step stands
+    for one token of every sequence: a real iteration of batch B verifies k + 1 tokens per sequence
+    (the GEMMs of B(k + 1) token rows, the attention of B sequences over their context, read once) and
+    runs k draft passes (each :data:`MTP_DRAFT_LAYERS` layers' share of a decode step), and emits
+    :func:`mtp_acceptance_length` (k) tokens per sequence on average; the step costs that iteration
+    divided by the acceptance length. Prefill work grows by the MTP layer's share (it fills its own KV).
     """
 
     def __init__(self, base, profile: FrameworkProfile, dp: int = 1, gpu: str = "", kind: str = "") -> None:
@@ -338,8 +500,18 @@ class ScheduledStepCost:
         self.pipeline_stages = getattr(base, "pipeline_stages", 1)
         self._pad_cache: dict[int, StepTime] = {}
         self._step_cache: dict[BatchShape, StepTime] = {}
+        self.spec_k = int(profile.spec_draft_tokens)
+        if self.spec_k:
+            spec = getattr(base, "spec", None) or getattr(getattr(base, "base", None), "spec", None)
+            layers = int(getattr(getattr(spec, "model", None), "num_layers", 0) or 60)
+            self.spec_al = mtp_acceptance_length(self.spec_k)
+            self.spec_draft = MTP_DRAFT_LAYERS / layers  # one draft pass, as a share of a decode step
+            self.spec_prefill = 1.0 / layers  # the MTP layer's share of a prefill
+        else:
+            self.spec_al, self.spec_draft, self.spec_prefill = 1.0, 0.0, 0.0
 
-    # padding of a decode batch: what the padded slots add (GEMM rows, no KV)
+    # padding of a decode batch: what the padded slots add (GEMM rows, no KV); with speculative
+    # decoding, what verifying k + 1 tokens of each (padded) sequence adds to a one-token step
     def _padded(self, batch: int) -> int:
         dp = self.dp
         per = -(-batch // dp)
@@ -349,10 +521,11 @@ class ScheduledStepCost:
         d = self._pad_cache.get(batch)
         if d is None:
             padded = self._padded(batch)
-            if padded <= batch:
+            rows = padded * (self.spec_k + 1)
+            if rows <= batch:
                 d = StepTime(0.0)
             else:
-                hi = self.base.step(BatchShape(decode_seqs=padded, decode_context_tokens=padded))
+                hi = self.base.step(BatchShape(decode_seqs=rows, decode_context_tokens=rows))
                 lo = self.base.step(BatchShape(decode_seqs=batch, decode_context_tokens=batch))
                 d = _sub(hi, lo)
                 if d.latency_s < 0:
@@ -392,24 +565,34 @@ class ScheduledStepCost:
             return st
         return self._step(shape)
 
+    def _decode_step(self, shape: BatchShape) -> StepTime:
+        d = shape.decode_seqs
+        k = self.spec_k
+        st = self.base.step(shape)
+        if k:  # one iteration (verify + k drafts) per acceptance length
+            st = _scale(_add(_scale(st, 1.0 + k * self.spec_draft), self._pad_delta(d)),
+                        self.decode_scale / self.spec_al)
+        else:
+            st = _scale(_add(st, self._pad_delta(d)), self.decode_scale)
+        ovh = self._decode_overhead(d) / self.spec_al
+        return st._replace(latency_s=st.latency_s + ovh, other_s=st.other_s + ovh)
+
     def _step(self, shape: BatchShape) -> StepTime:
         base = self.base
         p = self.profile
         if shape.prefill_tokens <= 0:
-            d = shape.decode_seqs
-            if d <= 0:
+            if shape.decode_seqs <= 0:
                 return StepTime(0.0)
-            st = _scale(_add(base.step(shape), self._pad_delta(d)), self.decode_scale)
-            ovh = self._decode_overhead(d)
-            return st._replace(latency_s=st.latency_s + ovh, other_s=st.other_s + ovh)
+            return self._decode_step(shape)
+        pk = self.prefill_scale * (1.0 + self.spec_prefill)
         if p.mixed_batching == "sequential" and shape.decode_seqs > 0:
             pre = base.step(BatchShape(shape.prefill_tokens, shape.prefill_seqs, shape.prefill_attn_pairs,
                                        shape.prefill_past_tokens))
             dec = self.step(BatchShape(decode_seqs=shape.decode_seqs,
                                        decode_context_tokens=shape.decode_context_tokens))
-            st = _add(_scale(pre, self.prefill_scale), dec)
+            st = _add(_scale(pre, pk), dec)
         else:
-            st = _scale(base.step(shape), self.prefill_scale)
+            st = _scale(base.step(shape), pk)
         ovh = p.prefill_overhead_s
         return st._replace(latency_s=st.latency_s + ovh, other_s=st.other_s + ovh)
 
@@ -417,15 +600,17 @@ class ScheduledStepCost:
         lats = self.base.decode_run(batch, context_tokens, n_steps)
         if n_steps <= 0 or batch <= 0:
             return lats
-        k = self.decode_scale
-        return (lats + self._pad_delta(batch).latency_s) * k + self._decode_overhead(batch)
+        k = self.decode_scale / self.spec_al
+        grow = 1.0 + self.spec_k * self.spec_draft
+        return (lats * grow + self._pad_delta(batch).latency_s) * k + self._decode_overhead(batch) / self.spec_al
 
     def decode_run_totals(self, batch: int, context_tokens: int, n_steps: int) -> StepTime:
         st = self.base.decode_run_totals(batch, context_tokens, n_steps)
         if n_steps <= 0 or batch <= 0:
             return st
-        st = _scale(_add(st, self._pad_delta(batch), float(n_steps)), self.decode_scale)
-        ovh = self._decode_overhead(batch) * n_steps
+        grow = 1.0 + self.spec_k * self.spec_draft
+        st = _scale(_add(_scale(st, grow), self._pad_delta(batch), float(n_steps)), self.decode_scale / self.spec_al)
+        ovh = self._decode_overhead(batch) * n_steps / self.spec_al
         return st._replace(latency_s=st.latency_s + ovh, other_s=st.other_s + ovh)
 
     def decode_run_work(self, batch: int, context_tokens: int, n_steps: int) -> tuple[float, float]:
@@ -433,7 +618,8 @@ class ScheduledStepCost:
         if n_steps <= 0 or batch <= 0:
             return flops, hbm
         d = self._pad_delta(batch)
-        return flops + d.flops * n_steps, hbm + d.hbm_bytes * n_steps
+        grow = 1.0 + self.spec_k * self.spec_draft
+        return ((flops * grow + d.flops * n_steps) / self.spec_al, (hbm * grow + d.hbm_bytes * n_steps) / self.spec_al)
 
     def describe(self, shape: BatchShape) -> dict:
         return self.base.describe(shape)

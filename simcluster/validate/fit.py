@@ -81,7 +81,7 @@ FITTED_TIMES = ("decode_overhead_s", "decode_overhead_per_seq_s", "request_overh
 GRIDS = {
     "decode_overhead_s": [0.0, 0.25e-3, 0.5e-3, 1e-3, 1.5e-3, 2e-3, 3e-3, 4e-3],
     "decode_overhead_per_seq_s": [0.0, 1e-6, 2e-6, 4e-6, 8e-6, 16e-6],
-    "request_overhead_s": [0.0, 5e-3, 10e-3, 20e-3, 40e-3, 60e-3, 80e-3, 100e-3, 150e-3, 200e-3],
+    "request_overhead_s": [0.0, 5e-3, 10e-3, 20e-3, 40e-3, 60e-3, 80e-3, 100e-3, 150e-3, 200e-3, 250e-3, 300e-3],
     "request_overhead_per_input_token_s": [0.0, 2e-6, 5e-6, 10e-6, 20e-6, 40e-6],
     "handover_s": [0.0, 5e-3, 10e-3, 20e-3, 50e-3, 100e-3, 200e-3],
     # GPU-time corrections are bounded to what kernel-efficiency differences between the op
@@ -105,6 +105,7 @@ def _row_arrays(results):
     import numpy as np
 
     from simcluster.catalog.models import get_model
+    from simcluster.perf.framework import mtp_acceptance_length
 
     recs = []
     for r in results:
@@ -114,36 +115,41 @@ def _row_arrays(results):
         dec = s.pools.get("decode") or s.pools.get("colocated")
         inst = (p.decode_workers if s.mode == "disaggregated" else dec.instances) or 1
         kind = "moe" if get_model(s.model).is_moe else "dense"
-        recs.append((s.framework, f"{s.gpu}|{kind}", s.mode == "disaggregated", p.ttft_ms / 1e3, p.tpot_ms / 1e3,
-                     r.row.ttft_ms / 1e3, r.row.tpot_ms / 1e3, float(r.row.isl), s.concurrency / inst))
+        # disaggregated rows whose first token waits for a decode step (the framework's first_token_at)
+        first_step = s.mode == "disaggregated" and s.profile.first_token_at == "first_decode_step"
+        recs.append((s.framework, f"{s.gpu}|{kind}", first_step, p.ttft_ms / 1e3, p.tpot_ms / 1e3,
+                     r.row.ttft_ms / 1e3, r.row.tpot_ms / 1e3, float(r.row.isl), s.concurrency / inst,
+                     mtp_acceptance_length(s.spec_tokens), s.mode == "disaggregated"))
     if not recs:
         return {}
     fw = np.array([x[0] for x in recs])
     grp = np.array([x[1] for x in recs])
     cols = np.array([x[2:] for x in recs], dtype=float)
-    return {"fw": fw, "group": grp, "disagg": cols[:, 0] > 0, "ttft0": cols[:, 1], "tpot0": cols[:, 2],
-            "ttft": cols[:, 3], "tpot": cols[:, 4], "isl": cols[:, 5], "batch": cols[:, 6]}
+    return {"fw": fw, "group": grp, "first_step": cols[:, 0] > 0, "ttft0": cols[:, 1], "tpot0": cols[:, 2],
+            "ttft": cols[:, 3], "tpot": cols[:, 4], "isl": cols[:, 5], "batch": cols[:, 6], "al": cols[:, 7],
+            "disagg": cols[:, 8] > 0}
 
 
 def linearised(params: dict, scales: dict, a: dict, idx):
     """TTFT, TPOT (seconds) of rows ``idx`` with the fitted parameters applied to a zero-time simulation.
 
     Each decode step's GPU time scales by its group's decode scale and gains ``decode_overhead_s +
-    decode_overhead_per_seq_s × batch``, so TPOT does; the prefill side (TTFT) scales by the prefill
-    scale; a disaggregated TTFT waits for one decode step and the hand-over; every TTFT pays the
-    request overhead. Queueing effects of the changes are second order; the reported figures come
+    decode_overhead_per_seq_s × batch`` (per speculative iteration: divided by the acceptance length),
+    so TPOT does; the prefill side (TTFT) scales by the prefill scale; a disaggregated TTFT waits for
+    the hand-over, and for one decode step where the framework shows the first token after it; every
+    TTFT pays the request overhead. Queueing effects of the changes are second order; the reported figures come
     from full simulations with the fitted values.
     """
     import numpy as np
 
     sd = np.array([scales.get(g, (1.0, 1.0))[0] for g in a["group"][idx]])
     sp = np.array([scales.get(g, (1.0, 1.0))[1] for g in a["group"][idx]])
-    step = params["decode_overhead_s"] + params["decode_overhead_per_seq_s"] * a["batch"][idx]
+    step = (params["decode_overhead_s"] + params["decode_overhead_per_seq_s"] * a["batch"][idx]) / a["al"][idx]
     tpot = sd * a["tpot0"][idx] + step
-    disagg = a["disagg"][idx]
-    ttft = (sp * np.where(disagg, a["ttft0"][idx] - a["tpot0"][idx], a["ttft0"][idx])
+    first_step = a["first_step"][idx]
+    ttft = (sp * np.where(first_step, a["ttft0"][idx] - a["tpot0"][idx], a["ttft0"][idx])
             + params["request_overhead_s"] + params["request_overhead_per_input_token_s"] * a["isl"][idx]
-            + disagg * (params["handover_s"] + tpot))
+            + a["disagg"][idx] * params["handover_s"] + first_step * tpot)
     return ttft, tpot
 
 

@@ -30,7 +30,16 @@ Rules:
   (resolved in :mod:`simcluster.validate.simulate` from the cost models).
 * **Workload**: a closed loop of ``concurrency`` clients, each sending its next request when its last
   one finishes (``vllm bench serve --max-concurrency``), ``prompts_per_client`` requests each, fixed
-  ``isl``/``osl``, no shared prefixes.
+  ``isl``/``osl``, no shared prefixes — except for rows of a known benchmark harness
+  (:mod:`simcluster.validate.recipes`): InferenceX draws lengths uniformly from [0.8 L, L].
+* **Recipe** (InferenceX rows, :func:`simcluster.validate.recipes.match`): the entry of the
+  harness's published deployment recipes the row was measured with says whether speculative
+  decoding (MTP) ran and with how many draft tokens, and, for disaggregated rows without worker
+  counts, how many prefill and decode workers there were; for single-node recipes, the launch flags
+  (token budget, sequence cap, KV-cache dtype, SGLang's scheduler receive interval; applied by
+  :func:`recipe_budget`).
+* **Token budget and sequence cap** are per attention-DP rank (each rank schedules its own batch):
+  an instance with ``dp`` attention ranks gets ``dp`` times the framework's budget.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from simcluster.catalog.models import ModelSpec, get_model
 from simcluster.errors import UserError
 from simcluster.perf.framework import FrameworkProfile, default_chunk_budget, get_profile
 from simcluster.perf.layout import Layout
+from simcluster.validate.recipes import HARNESS, Recipe, harness_of, match
 from simcluster.validate.silicon import PoolShape, SiliconRow
 
 FRAMEWORKS = ("vllm", "sglang", "trtllm")
@@ -79,11 +89,17 @@ class Setup:
     pools: dict  # role -> PoolPlanSpec
     profile: FrameworkProfile
     notes: tuple[str, ...] = ()
+    harness: str = ""  # the benchmark harness of the row (recipes.HARNESS), "" when unknown
+    spec_tokens: int = 0  # speculative decoding: draft tokens per decode iteration (0 = off)
+    range_ratio: float = 1.0  # lengths drawn uniformly from [range_ratio × L, L]
+    recipe: str = ""  # the harness recipe the row was matched to
+    recv_interval: int = 1  # SGLang --scheduler-recv-interval: steps between polls for new requests
 
     @property
     def config_key(self) -> tuple:
-        """The deployment without its concurrency and lengths: the unit of the train/held-out split."""
-        return (self.gpu, self.framework, self.model, self.weights, self.mode,
+        """The deployment without its concurrency and lengths (rows sharing one build their cost
+        models once)."""
+        return (self.gpu, self.framework, self.model, self.weights, self.mode, self.spec_tokens,
                 tuple(sorted((r, p.layout, p.instances) for r, p in self.pools.items())))
 
 
@@ -171,6 +187,49 @@ def _layout(shape: PoolShape, model: ModelSpec, gpu, role: str, weights: str = "
     return f"tp={tp},dp={dp},ep={ep},tpf={tpf},pp={pp}", 1, notes
 
 
+def recipe_layout(pool: tuple, model: ModelSpec, framework: str) -> str:
+    """A worker's layout from a recipe's (tp, ep, attention DP): the worker has ``tp`` GPUs; with
+    attention DP each holds its own attention replica (SGLang / TRT-LLM ``dp-attn``), else attention
+    is tensor-parallel over them; experts are ``ep``-way expert-parallel and ``tp / ep``-way TP."""
+    tp, ep, dp = int(pool[0]), max(int(pool[1]), 1), bool(pool[2])
+    if not model.is_moe:
+        return f"tp={tp},pp=1"
+    ep = min(ep, tp)
+    tpf = max(tp // ep, 1)
+    if dp and framework != "vllm":
+        return f"tp=1,dp={tp},ep={ep},tpf={tpf},pp=1"
+    return f"tp={tp},dp=1,ep={ep},tpf={tpf},pp=1"
+
+
+def _dp(layout: str) -> int:
+    return max(1, Layout.parse(layout).dp)
+
+
+def recipe_budget(framework: str, settings: dict, default_budget: int, concurrency: int, dp: int,
+                  draft_tokens: int) -> tuple[int, int]:
+    """(token budget per step, sequence cap) of an instance with ``dp`` attention ranks from the
+    launch flags of its recipe (per rank; :data:`simcluster.validate.recipes.SETTINGS`), else the
+    framework's defaults (0 for the cap). The engine counts a decode as one token of the budget:
+
+    * vLLM ``--max-num-batched-tokens`` counts decodes as the engine does;
+    * SGLang ``--chunked-prefill-size`` bounds the prefill batch alone (decodes run beside it), so
+      the instance's concurrency is added;
+    * TRT-LLM ``max_num_tokens`` counts k + 1 tokens per sequence with k draft tokens, so the extra
+      k per sequence of the rank's batch are taken off.
+    """
+    dp = max(dp, 1)
+    per_rank = settings.get("budget") or default_budget
+    if framework == "sglang" and settings.get("budget"):
+        b = per_rank * dp + concurrency
+    elif framework == "trtllm" and settings.get("budget"):
+        bs = -(-int(concurrency) // dp)
+        b = max(per_rank - draft_tokens * bs, bs + 1) * dp
+    else:
+        b = per_rank * dp
+    seqs = int(settings["max_seqs"]) * dp if settings.get("max_seqs") else 0
+    return int(b), seqs
+
+
 def map_row(row: SiliconRow, profiles: dict | None = None) -> Setup | Unsupported:
     """The simulated deployment of ``row``, or why it cannot be simulated. ``profiles`` (framework →
     :class:`~simcluster.perf.framework.FrameworkProfile`) replace the default profiles."""
@@ -201,6 +260,20 @@ def map_row(row: SiliconRow, profiles: dict | None = None) -> Setup | Unsupporte
         return None
 
     budget = default_chunk_budget(profile, gpu.memory_bytes)
+    harness = harness_of(row.source)
+    recipe: Recipe | None = match(row, model.name) if harness else None
+    spec_tokens = recipe.mtp_draft_tokens if recipe is not None and recipe.spec == "mtp" else 0
+    if recipe is not None:
+        notes.append(f"recipe {recipe.key}: " + (f"MTP with {spec_tokens} draft tokens" if spec_tokens else
+                                                  "no speculative decoding")
+                     + (" (listed with and without MTP: taken as the MTP run)" if recipe.ambiguous else "")
+                     + (" (from the entry of the nearest concurrency)" if recipe.nearest else ""))
+    range_ratio = float(HARNESS.get(harness, {}).get("random_range_ratio", 1.0))
+    settings = dict(recipe.settings) if recipe is not None else {}
+    if str(settings.get("kv", "")).startswith("fp8") and kv != "fp8":
+        kv = "fp8"
+        notes.append("FP8 KV cache (the recipe's --kv-cache-dtype)")
+    recv_interval = int(settings.get("recv_interval") or 1)
     pools: dict[str, PoolPlanSpec] = {}
     if row.mode == "agg":
         shape = row.agg
@@ -219,7 +292,11 @@ def map_row(row: SiliconRow, profiles: dict | None = None) -> Setup | Unsupporte
         if conc < 1:
             return Unsupported(row, "no concurrency: batch_size is empty and the source names none")
         per = -(-conc // replicas)
-        pools["colocated"] = PoolPlanSpec(layout, replicas, max(profile.max_num_seqs, per), budget,
+        dp = _dp(layout)
+        b_agg, seqs = recipe_budget(row.backend, settings, budget, per, dp, spec_tokens)
+        if settings:
+            notes.append(f"recipe launch flags: {', '.join(f'{k} {v}' for k, v in sorted(settings.items()))}")
+        pools["colocated"] = PoolPlanSpec(layout, replicas, seqs or max(profile.max_num_seqs * dp, per), b_agg,
                                           profile.chunked_prefill)
         mode = "colocated"
     else:
@@ -230,6 +307,20 @@ def map_row(row: SiliconRow, profiles: dict | None = None) -> Setup | Unsupporte
         except UserError as exc:
             return Unsupported(row, str(exc))
         notes += n1 + n2
+        use_recipe_pools = recipe is not None and bool(recipe.prefill and recipe.decode) and dec.workers <= 0
+        if use_recipe_pools:
+            # rows that lost their worker counts also lost their pools' layout: the export's pool
+            # columns of multi-node recipes are not the recipe's (a DEP32 decode worker is written
+            # tp 32 with moe 8 × 4): take the recipe's own, when they describe workers that can hold
+            # the model (rows with worker counts keep their own, consistent, columns)
+            rlp, rld = recipe_layout(recipe.prefill, model, row.backend), recipe_layout(recipe.decode, model,
+                                                                                            row.backend)
+            use_recipe_pools = (not check(rlp, "prefill") and not check(rld, "decode")
+                                and _fits(model, gpu, recipe.prefill[0], weights)
+                                and _fits(model, gpu, recipe.decode[0], weights))
+            if use_recipe_pools and (rlp, rld) != (lp, ld):
+                notes.append(f"layouts from the recipe: prefill {rlp}, decode {rld}")
+                lp, ld, rp, rd = rlp, rld, 1, 1
         for lay, role in ((lp, "prefill"), (ld, "decode")):
             err = check(lay, role)
             if err:
@@ -242,15 +333,24 @@ def map_row(row: SiliconRow, profiles: dict | None = None) -> Setup | Unsupporte
             return Unsupported(row, "no concurrency: decode batch size and workers are empty and the source names none")
         n_dec = dec.workers * rd if dec.workers > 0 else None
         n_pre = pre.workers * rp if pre.workers > 0 else None
+        if use_recipe_pools and recipe.decode_workers and n_dec is None:
+            n_dec = recipe.decode_workers * rd
+            notes.append(f"decode workers from the recipe: {recipe.decode_workers}")
+        if use_recipe_pools and recipe.prefill_workers and n_pre is None:
+            n_pre = recipe.prefill_workers * rp
+            notes.append(f"prefill workers from the recipe: {recipe.prefill_workers}")
         if n_dec is None:
             notes.append("decode workers not given: one, or as many as the KV memory needs")
         if n_pre is None:
             notes.append("prefill workers not given: rate-matched to the decode pool")
         per_dec = -(-conc // (n_dec or 1))
-        pools["prefill"] = PoolPlanSpec(lp, n_pre, max(profile.max_num_seqs, conc), max(budget, row.isl),
+        dpp, dpd = _dp(lp), _dp(ld)
+        pools["prefill"] = PoolPlanSpec(lp, n_pre, max(profile.max_num_seqs * dpp, conc), max(budget * dpp, row.isl),
                                         profile.chunked_prefill)
-        pools["decode"] = PoolPlanSpec(ld, n_dec, max(profile.max_num_seqs, per_dec), budget,
+        pools["decode"] = PoolPlanSpec(ld, n_dec, max(profile.max_num_seqs * dpd, per_dec), budget * dpd,
                                        profile.chunked_prefill)
         mode = "disaggregated"
     return Setup(row=row, gpu=gpu.name, model=model.name, framework=row.backend, weights=weights, kv_cache=kv,
-                 mode=mode, concurrency=int(conc), pools=pools, profile=profile, notes=tuple(notes))
+                 mode=mode, concurrency=int(conc), pools=pools, profile=profile, notes=tuple(notes), harness=harness,
+                 spec_tokens=int(spec_tokens), range_ratio=range_ratio, recipe=recipe.key if recipe else "",
+                 recv_interval=recv_interval)

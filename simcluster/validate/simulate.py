@@ -7,9 +7,10 @@ engine as ``simcluster run`` (:func:`simcluster.sim.deployment.build_pools`,
 into what the benchmark client measured:
 
 * co-located: TTFT = first token − send time + the profile's ``request_overhead_s``;
-* disaggregated: the decode worker streams the first token, so TTFT = KV landed − send time +
-  ``handover_s`` + one decode step of that request + ``request_overhead_s``; TPOT is the decode
-  worker's time per token after that;
+* disaggregated: the engine's first token as the framework shows it (``serving.first_token_at`` from
+  the profile: vLLM and TRT-LLM after the decode worker's first step once the KV landed, SGLang when
+  the KV landed) + ``handover_s`` + ``request_overhead_s``; TPOT is the decode worker's time per
+  token after that;
 * TPOT = (E2E − TTFT) / (output tokens − 1) per request (``vllm bench serve``'s definition), means
   over completed requests.
 """
@@ -110,8 +111,10 @@ def closed_loop_workload(n_requests: int, isl: int, osl: int, range_ratio: float
                     + (f", range ratio {range_ratio}" if range_ratio < 1.0 else ""))
 
 
-def scenario_dict(setup: Setup, pools: dict[str, PoolPlanSpec], *, seed: int = 0) -> dict:
-    """The scenario of a setup (with every pool's instance count resolved)."""
+def scenario_dict(setup: Setup, pools: dict[str, PoolPlanSpec], *, seed: int = 0, profile=None) -> dict:
+    """The scenario of a setup (with every pool's instance count resolved). ``profile`` (default: the
+    setup's) sets the framework's KV admission and, disaggregated, when the first token is shown."""
+    prof = profile or setup.profile
     pool_sections = {}
     for role, p in pools.items():
         pool_sections[role] = {
@@ -125,7 +128,8 @@ def scenario_dict(setup: Setup, pools: dict[str, PoolPlanSpec], *, seed: int = 0
         "cluster": {"gpu": setup.gpu, "allow_cross_domain": True},
         "model": {"name": setup.model, "weights": setup.weights, "kv_cache": setup.kv_cache, "activations": "bf16"},
         "serving": {"framework": setup.framework, "mode": setup.mode, "prefix_caching": False,
-                    "router": "least_outstanding", "framework_profile": True},
+                    "router": "least_outstanding", "framework_profile": True,
+                    "kv_admission": prof.kv_admission, "first_token_at": prof.first_token_at},
         "pools": pool_sections,
         "cost": {"source": "calibrated"},
         "workload": {"kind": "synthetic", "num_requests": 1, "arrival": {"process": "poisson", "rate_per_s": 1.0},
@@ -146,7 +150,7 @@ class Simulator:
     """
 
     def __init__(self, *, benchmark_prompts_per_client: int = 10, simulated_waves: int = 3,
-                 max_requests: int = 4000, min_steady_requests: int = 32, range_ratio: float = 1.0,
+                 max_requests: int = 4000, min_steady_requests: int = 32, range_ratio: float | None = None,
                  profiles: dict | None = None, seed: int = 0, framework_profile: bool = True,
                  output_jitter: float = 0.0, working_set_fits: bool = True) -> None:
         self.working_set_fits = working_set_fits
@@ -163,14 +167,25 @@ class Simulator:
 
     # ------------------------------------------------------------------ building
     def _profile(self, setup: Setup):
-        return self.profiles.get(setup.framework) or setup.profile
+        """The framework's profile (``profiles`` replace the defaults) with the row's speculative
+        decoding."""
+        prof = self.profiles.get(setup.framework) or setup.profile
+        if setup.spec_tokens != prof.spec_draft_tokens:
+            prof = prof.with_(spec_draft_tokens=setup.spec_tokens)
+        return prof
+
+    def _range_ratio(self, setup: Setup) -> float:
+        return setup.range_ratio if self.range_ratio is None else self.range_ratio
 
     def _plans(self, setup: Setup, pools: dict[str, PoolPlanSpec], kv_capacity_tokens: int | None = None):
         from simcluster.config.scenario import Scenario
         from simcluster.sim.deployment import build_pools
 
-        data = scenario_dict(setup, pools, seed=self.seed)
+        data = scenario_dict(setup, pools, seed=self.seed, profile=self._profile(setup))
         data["serving"]["framework_profile"] = self.framework_profile
+        if not self.framework_profile:  # the engine's defaults
+            data["serving"].pop("kv_admission")
+            data["serving"].pop("first_token_at")
         if kv_capacity_tokens:
             data["serving"]["kv_capacity_tokens"] = int(kv_capacity_tokens)
         sc = Scenario.model_validate(data)
@@ -237,7 +252,7 @@ class Simulator:
                 cap = max(need, max(p.kv_capacity_tokens for p in plans))
                 sc, plans = self._plans(setup, pools, kv_capacity_tokens=cap)
         n = self.n_requests(setup.concurrency)
-        workload = closed_loop_workload(n, row.isl, row.osl, self.range_ratio, seed=self.seed,
+        workload = closed_loop_workload(n, row.isl, row.osl, self._range_ratio(setup), seed=self.seed,
                                         output_jitter=self.output_jitter)
         rec = _MemoryRecorder()
         engine = Engine(sc, workload, plans, rec)
@@ -255,17 +270,23 @@ class Simulator:
                      dtype=float)
         rid, arrival, first, kv_end, finish, n_out, n_in = a.T
         steps = np.maximum(n_out - 1, 1)
-        if not self.framework_profile:  # the engine's own view: first token at the end of prefill
+        if not self.framework_profile:  # the engine's own view
             ttft = first - arrival
             tpot = (finish - first) / steps
-        elif setup.mode == "disaggregated":
-            decode_tpot = (finish - kv_end) / steps
-            first_client = np.minimum(kv_end + prof.handover_s + decode_tpot, finish)
+        elif setup.mode == "disaggregated":  # the engine's first token as the framework shows it
+            first_client = np.minimum(first + prof.handover_s, finish)
         else:
             first_client = first
         if self.framework_profile:
             ttft = first_client - arrival + prof.request_overhead_s + prof.request_overhead_per_input_token_s * n_in
             tpot = (finish - first_client) / steps
+            if setup.recv_interval > 1:
+                # SGLang polls for new requests every N scheduler iterations: a request waits for
+                # (N - 1) / 2 of them on average before it is scheduled at all
+                from simcluster.perf.framework import mtp_acceptance_length
+
+                it = float(np.mean(tpot)) * mtp_acceptance_length(setup.spec_tokens)
+                ttft = ttft + (setup.recv_interval - 1) / 2.0 * it
         # benchmark weighting: the start-up wave once, the steady state for the remaining waves
         c = setup.concurrency
         first_wave = rid < c
