@@ -1,6 +1,7 @@
-"""Benchmark: a ~110,000-point analytic sweep, on one core, on 2 local worker processes, and on Dask.
+"""Benchmark: a ~100,000-point analytic sweep, on one core, on 2 local worker processes, and on Dask.
 
     python benchmarks/bench_sweep.py                 # every executor available, a table at the end
+    python benchmarks/bench_sweep.py --repeat 3      # each executor 3 times (interleaved): best and spread
     python benchmarks/bench_sweep.py --one local1    # one executor (what the table runs, each in a fresh process)
     python benchmarks/bench_sweep.py --points 20000  # a smaller space (fewer traffic patterns)
 
@@ -10,7 +11,8 @@ worker process (Dask workers are reported through their own counters). Figures p
 time of the evaluation phase (from the first batch submitted to the last written, including the
 latency-table builds and the parquet writes), points/s, the whole command's wall time (expansion,
 resume check, frontier), CPU seconds of the process and its workers (points per CPU-second does not
-depend on what else the machine runs) and peak RSS. ``docs/planning.md`` records the figures.
+depend on what else the machine runs) and peak RSS, with the 1-minute load average before each run
+(other work on the machine slows the parallel runs most). ``docs/performance.md`` records the figures.
 """
 
 from __future__ import annotations
@@ -87,8 +89,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--one", choices=["local1", "local2", "dask2"])
     ap.add_argument("--points", type=int, default=None, help="approximate size (default: the full ~110k space)")
-    ap.add_argument("--batch-size", type=int, default=500)
+    ap.add_argument("--batch-size", type=int, default=None, help="points per batch (default: the sweep's)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per executor, interleaved")
+    ap.add_argument("--executors", default=None, help="comma-separated subset of local1,local2,dask2")
     args = ap.parse_args()
+    if args.batch_size is None:
+        from simcluster.plan.executor import DEFAULT_BATCH_SIZE
+
+        args.batch_size = DEFAULT_BATCH_SIZE
     if args.one:
         print(json.dumps(one(args.one, args.points, args.batch_size)))
         return
@@ -99,31 +107,43 @@ def main() -> None:
         kinds.append("dask2")
     except ImportError:
         print("dask.distributed not installed: skipping the Dask run (pip install 'simcluster[dask]')")
-    rows = []
-    for kind in kinds:
-        cmd = [sys.executable, __file__, "--one", kind, "--batch-size", str(args.batch_size)]
-        if args.points:
-            cmd += ["--points", str(args.points)]
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            print(f"{kind}: failed\n{res.stderr[-2000:]}")
-            continue
-        rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
-    print(f"\nanalytic sweep benchmark ({rows[0]['points']:,} points, {rows[0]['cpus']} CPUs visible)" if rows else "")
-    print(f"{'executor':10} {'eval s':>8} {'points/s':>10} {'pts/s excl. start-up':>21} {'total s':>8} "
-          f"{'CPU s':>7} {'pts per CPU s':>14} {'RSS main MB':>12} {'RSS worker MB':>14}")
-    for r in rows:
-        print(f"{r['executor']:10} {r['evaluate_wall_s']:8.1f} {r['points_per_s']:10,.0f} "
-              f"{r['points_per_s_after_startup']:21,.0f} {r['total_wall_s']:8.1f} {r['cpu_s']:7.1f} "
-              f"{r['points'] / r['cpu_s']:14,.0f} {r['peak_rss_self_mb']:12.0f} {r['peak_rss_children_mb']:14.0f}")
-    try:
-        load = os.getloadavg()[0]
-        print(f"1-minute load average at the end: {load:.1f} on {os.cpu_count()} CPUs (other work shares them)")
-    except OSError:
-        pass
-    if rows:
-        print("statuses:", rows[0]["statuses"], f"; expansion {rows[0]['expand_s']:.1f} s")
-
+    if args.executors:
+        kinds = [k for k in args.executors.split(",") if k in kinds]
+    runs: dict[str, list[dict]] = {k: [] for k in kinds}
+    for _ in range(max(1, args.repeat)):
+        for kind in kinds:
+            cmd = [sys.executable, __file__, "--one", kind, "--batch-size", str(args.batch_size)]
+            if args.points:
+                cmd += ["--points", str(args.points)]
+            load = os.getloadavg()[0]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+            if res.returncode != 0:
+                print(f"{kind}: failed\n{res.stderr[-2000:]}")
+                continue
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            r["load_before"] = load
+            runs[kind].append(r)
+            print(f"  {kind}: {r['points_per_s']:,.0f} points/s "
+                  f"({r['points_per_s_after_startup']:,.0f} after start-up), {r['cpu_s']:.1f} CPU s, "
+                  f"load before {load:.1f}", flush=True)
+    rows = [(k, v) for k, v in runs.items() if v]
+    if not rows:
+        return
+    first = rows[0][1][0]
+    print(f"\nanalytic sweep benchmark ({first['points']:,} points, batch {args.batch_size}, {first['cpus']} CPUs "
+          f"visible, {max(1, args.repeat)} run(s) each)")
+    print(f"{'executor':10} {'best pts/s':>11} {'spread':>15} {'best excl. start-up':>20} {'eval s':>7} "
+          f"{'total s':>7} {'CPU s':>6} {'pts per CPU s':>14} {'RSS main MB':>12} {'RSS worker MB':>14} {'load':>9}")
+    for kind, rs in rows:
+        best = max(rs, key=lambda r: r["points_per_s"])
+        lo, hi = min(r["points_per_s"] for r in rs), max(r["points_per_s"] for r in rs)
+        loads = [r["load_before"] for r in rs]
+        print(f"{kind:10} {best['points_per_s']:11,.0f} {lo:7,.0f}–{hi:<7,.0f} "
+              f"{max(r['points_per_s_after_startup'] for r in rs):20,.0f} {best['evaluate_wall_s']:7.1f} "
+              f"{best['total_wall_s']:7.1f} {best['cpu_s']:6.1f} {best['points'] / best['cpu_s']:14,.0f} "
+              f"{best['peak_rss_self_mb']:12.0f} "
+              f"{best['peak_rss_children_mb']:14.0f} {min(loads):4.1f}–{max(loads):<4.1f}")
+    print("statuses:", first["statuses"], f"; expansion {first['expand_s']:.1f} s")
 
 if __name__ == "__main__":
     main()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simcluster.plan.pareto import best_interactivity_at, best_throughput_at, brute_force_mask, frontier, pareto_mask
+from simcluster.plan.pareto import (best_interactivity_at, best_throughput_at, brute_force_mask, frontier,
+                                   interactivity_on_curve, pareto_mask)
 
 coords = st.lists(st.tuples(st.integers(0, 12), st.integers(0, 12)), min_size=0, max_size=60)
 
@@ -57,3 +59,13 @@ def test_budget_lookups():
     assert best_throughput_at(fx, fy, 1.5) == 5.0
     assert np.isnan(best_throughput_at(fx, fy, 4.0))
     assert best_interactivity_at(fx, fy, 6.0) == 1.0
+
+
+def test_a_frontier_read_as_a_curve_passes_through_its_points_and_is_straight_in_log_log():
+    fx, fy = [1.0, 4.0, 16.0], [100.0, 50.0, 10.0]  # throughput ascending, interactivity descending
+    for x, y in zip(fx, fy):
+        assert interactivity_on_curve(fx, fy, x) == pytest.approx(y)
+    assert interactivity_on_curve(fx, fy, 2.0) == pytest.approx((100.0 * 50.0) ** 0.5)  # geometric midpoint
+    assert interactivity_on_curve(fx, fy, 0.5) == 100.0  # below the curve's reach: its best interactivity
+    assert np.isnan(interactivity_on_curve(fx, fy, 17.0))  # beyond its highest throughput: unreachable
+    assert interactivity_on_curve(fx[::-1], fy[::-1], 2.0) == pytest.approx(interactivity_on_curve(fx, fy, 2.0))

@@ -15,7 +15,7 @@ import yaml
 
 from simcluster.errors import UserError
 from simcluster.plan.analytic import Evaluator
-from simcluster.plan.executor import ExecutorChoice, parse_executor
+from simcluster.plan.executor import ExecutorChoice, _feed, parse_executor, plan_batches
 from simcluster.plan.space import expand, parse_spec
 from simcluster.plan.sweep import run_sweep
 
@@ -134,6 +134,62 @@ def test_process_pool_gives_the_same_rows(tmp_path):
     a = _points(tmp_path / "a").sort_values("point_id").reset_index(drop=True)
     b = _points(tmp_path / "b").sort_values("point_id").reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+def _units(spec):
+    pts = expand(parse_spec(spec)).points
+    fam = [p[:13] + (p[24],) for p in pts]  # everything of Evaluator.config's key but the layout
+    return pts, fam
+
+
+def test_each_configuration_is_evaluated_by_one_worker():
+    """Points are dealt out by configuration, so a latency table is built once, not once per worker."""
+    spec = dict(SPEC, gpu=["h100_sxm", "h200_sxm", "b200_sxm"], model=["llama-3.1-8b", "llama-3.1-70b"],
+                formats={"weights": "fp8", "kv": ["fp8", "bf16"], "activations": ["bf16", "fp8"]})
+    pts, fam = _units(spec)
+    for workers in (2, 3):
+        plan = plan_batches(pts, 50, workers)
+        idx = [i for batches in plan for b in batches for i in b]
+        assert sorted(idx) == list(range(len(pts)))  # every point exactly once
+        owner = {}
+        for w, batches in enumerate(plan):
+            for b in batches:
+                assert 0 < len(b) <= 50 and b == sorted(b)  # expansion order inside a batch
+                for i in b:
+                    assert owner.setdefault(fam[i], w) == w  # 24 families >= 4 x workers: whole families
+        loads = [sum(len(b) for b in batches) for batches in plan]
+        assert max(loads) <= 1.2 * len(pts) / workers, loads
+
+
+def test_one_big_configuration_family_is_split_by_decode_layout():
+    pts, fam = _units(SPEC)  # a single family: (family, decode layout) is the unit
+    plan = plan_batches(pts, 1000, 2)
+    owner = {}
+    for w, batches in enumerate(plan):
+        assert len(batches) >= 4  # enough batches for work stealing to even out the end
+        for b in batches:
+            for i in b:
+                assert owner.setdefault((fam[i], pts[i][17]), w) == w
+    assert set(owner.values()) == {0, 1}
+
+
+def test_an_idle_worker_steals_the_last_batches_of_a_busy_one():
+    from concurrent.futures import Future
+
+    plan = [[[0], [1], [2], [3], [4], [5]], [[6]]]
+    ran = []
+
+    def submit(w, idx):
+        ran.append((w, idx[0]))
+        f = Future()
+        f.set_result(None)
+        return f
+
+    for _ in _feed(plan, submit, depth=1):
+        pass
+    assert sorted(i for _, i in ran) == list(range(7))
+    stolen = [i for w, i in ran if w == 1 and i != 6]
+    assert stolen and all(i >= 3 for i in stolen)  # taken from the tail of worker 0's queue
 
 
 def test_executor_choices():

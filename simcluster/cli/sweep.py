@@ -22,7 +22,7 @@ import click
 @click.option("--executor", default="local", show_default=True,
               help="local (processes), dask (a LocalCluster on 127.0.0.1) or dask=ADDRESS (a running scheduler).")
 @click.option("--workers", type=int, default=None, help="Worker processes [default: the CPU count].")
-@click.option("--batch-size", type=int, default=500, show_default=True,
+@click.option("--batch-size", type=int, default=2000, show_default=True,
               help="Points per batch (the unit of work and of crash-safe writes).")
 @click.option("--replay", default=None,
               help="After the sweep, replay points with the DES: 'pareto' (the frontier) or comma-separated point ids.")

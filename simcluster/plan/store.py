@@ -68,8 +68,33 @@ def ratio_text(r) -> str | None:
     return f"{float(r):g}"
 
 
+_METRIC_SCHEMA = pa.schema([SCHEMA.field(n) for n in METRICS])
+_RATIO_INDEX = PARAMS.index("ratio")
+
+
 def rows_to_table(points: list[tuple], rows: list[dict], metadata: dict | None = None) -> pa.Table:
-    """Parameters and result rows of one batch as a table with :data:`SCHEMA`."""
+    """Parameters and result rows of one batch as a table with :data:`SCHEMA`.
+
+    The result dicts go to Arrow in one call (``Table.from_pylist``) and the parameters column by
+    column, which is ~2x faster than converting value by value (a fifth of a worker's time went
+    here); a value pyarrow will not convert itself (e.g. a bool in an integer column) takes the
+    value-by-value path.
+    """
+    try:
+        metrics = pa.Table.from_pylist(rows, schema=_METRIC_SCHEMA)
+        columns = list(zip(*points)) if points else [() for _ in PARAMS]
+        columns[_RATIO_INDEX] = [ratio_text(v) for v in columns[_RATIO_INDEX]]
+        params = {n: pa.array(list(c), type=SCHEMA.field(n).type) for n, c in zip(PARAMS, columns)}
+        arrays = [params[f.name] if f.name in params else metrics.column(f.name) for f in SCHEMA]
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        arrays = _arrays_value_by_value(points, rows)
+    schema = SCHEMA
+    if metadata:
+        schema = schema.with_metadata({k.encode(): v.encode() for k, v in metadata.items()})
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _arrays_value_by_value(points: list[tuple], rows: list[dict]) -> list[pa.Array]:
     cols: dict[str, list] = {}
     for i, name in enumerate(PARAMS):
         vals = [pt[i] for pt in points]
@@ -86,10 +111,7 @@ def rows_to_table(points: list[tuple], rows: list[dict], metadata: dict | None =
         elif f.type == pa.float64():
             vals = [None if v is None else float(v) for v in vals]
         arrays.append(pa.array(vals, type=f.type))
-    schema = SCHEMA
-    if metadata:
-        schema = schema.with_metadata({k.encode(): v.encode() for k, v in metadata.items()})
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return arrays
 
 
 class PointStore:
@@ -128,15 +150,7 @@ class PointStore:
 
     def write(self, table: pa.Table) -> Path:
         """Write one batch (a table of :data:`SCHEMA`) atomically; returns the part file."""
-        table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in self.metadata.items()})
-        name = f"part-{table.column('point_id')[0].as_py()}-{uuid.uuid4().hex[:8]}.parquet"
-        tmp = self.dir / f".tmp-{name}"
-        final = self.dir / name
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as fh:  # the bytes reach the disk before the name appears
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        return final
+        return write_part(self.dir, table, self.metadata)
 
     def read(self, columns: Iterable[str] | None = None, ids: set[str] | None = None):
         """All points as a pandas DataFrame (de-duplicated by ``point_id``, optionally restricted to ``ids``)."""
@@ -154,6 +168,22 @@ class PointStore:
         df = table.to_pandas()
         df = df.drop_duplicates("point_id", keep="last")
         return df.reset_index(drop=True)
+
+
+def write_part(points_dir: str | Path, table: pa.Table, metadata: dict) -> Path:
+    """Write one batch into a points folder atomically (hidden temporary, fsync, rename); returns
+    the part file. Any process that sees the folder may call it: worker processes write their own
+    batches (:mod:`simcluster.plan.executor`)."""
+    points_dir = Path(points_dir)
+    table = table.replace_schema_metadata({k.encode(): v.encode() for k, v in metadata.items()})
+    name = f"part-{table.column('point_id')[0].as_py()}-{uuid.uuid4().hex[:8]}.parquet"
+    tmp = points_dir / f".tmp-{name}"
+    final = points_dir / name
+    pq.write_table(table, tmp, compression="zstd")
+    with open(tmp, "rb") as fh:  # the bytes reach the disk before the name appears
+        os.fsync(fh.fileno())
+    os.replace(tmp, final)
+    return final
 
 
 def read_points(sweep_dir: str | Path, ids: set[str] | None = None):

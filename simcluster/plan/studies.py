@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from simcluster.plan.pareto import X, Y, best_interactivity_at, best_throughput_at, pareto_mask
+from simcluster.plan.pareto import X, Y, best_throughput_at, interactivity_on_curve, pareto_mask
 
 # SEED-NOTES §8 bands
 HELIX_BANDS = {
@@ -95,15 +95,16 @@ def helix_compare(points: pd.DataFrame) -> dict:
 def hop_b_drop(on: pd.DataFrame, off: pd.DataFrame) -> dict:
     """Largest loss of interactivity at fixed throughput when HOP-B is off (Helix layouts only).
 
-    For each point of the HOP-B-on Helix frontier, the HOP-B-off frontier's best interactivity at
-    that throughput or more; the drop is ``1 − off/on``. Throughputs the off frontier cannot reach
-    are counted apart (``unreachable``).
+    For each point of the HOP-B-on Helix frontier, the HOP-B-off frontier's interactivity at that
+    throughput, the frontier read as a curve (:func:`~simcluster.plan.pareto.interactivity_on_curve`,
+    as the paper reads its Fig. 7 "at fixed tokens/s/GPU"); the drop is ``1 − off/on``. Throughputs
+    the off frontier cannot reach are counted apart (``unreachable``).
     """
     f_on = front(on[on["layout_kind"] == "helix"])
     f_off = front(off[off["layout_kind"] == "helix"])
     drops, unreachable = [], 0
     for x, y in zip(f_on[X], f_on[Y]):
-        y_off = best_interactivity_at(f_off[X], f_off[Y], x)
+        y_off = interactivity_on_curve(f_off[X], f_off[Y], x)
         if math.isnan(y_off):
             unreachable += 1
             continue

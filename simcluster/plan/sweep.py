@@ -62,15 +62,14 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, spec_text: str | None = N
     bar = Progress(len(exp), initial=already, enabled=progress)
     count = [0]
 
-    def write(table):
-        store.write(table)
-        bar.update(table.num_rows)
-        count[0] += table.num_rows
+    def written(rows: int) -> None:
+        bar.update(rows)
+        count[0] += rows
         if on_batch is not None:
             on_batch(count[0])
 
     try:
-        stats = run_batches(settings, points, ids, write, executor, batch_size)
+        stats = run_batches(settings, points, ids, store, written, executor, batch_size)
     finally:
         bar.close()
 
