@@ -660,13 +660,7 @@ class TableStepCost:
                 kinds = [(layers, cg[:n_steps], busy[:n_steps]) for layers, cg, busy in kinds]
         else:
             da, tok, kinds = self._run_parts(batch, context_tokens, n_steps)
-        w = tok[W] * n_steps
-        kv = tok[KV] * n_steps
-        comp = tok[COMP] * n_steps
-        comm = tok[COMM] * n_steps
-        other = (tok[OTHER] + self._overhead) * n_steps
-        flops = tok[FLOPS] * n_steps
-        hbm = tok[BYTES] * n_steps
+        w, kv, comp, comm, other, flops, hbm = self._token_totals(tok, n_steps)
         kr, kb, kf = self._kv_coef
         ovh = self._core_ovh
         row_mem = self._mem_np[self._b_axis.cell(da)[0]]
@@ -684,6 +678,12 @@ class TableStepCost:
         n = self._n_gpu
         return StepTime(w + kv + comp + comm + other, w, kv, comp, comm, other, flops * n, hbm * n)
 
+    def _token_totals(self, tok: tuple, n: int) -> list[float]:
+        """The token-driven part of ``n`` decode steps: weights, KV, compute, comm, other (with the step
+        overhead), FLOPs, bytes."""
+        return [tok[W] * n, tok[KV] * n, tok[COMP] * n, tok[COMM] * n, (tok[OTHER] + self._overhead) * n,
+                tok[FLOPS] * n, tok[BYTES] * n]
+
     def _affine_totals(self, batch: int, n: int, detail: list) -> StepTime:
         """:meth:`decode_run_totals` of a run inside one context cell, in closed form: each kind's
         busy time is affine in the step (Σ = n·(first + last)/2) and its context grows by 1/kvp per
@@ -691,13 +691,7 @@ class TableStepCost:
         column when it sits exactly on one."""
         da = -(-batch // self._dp)
         tok = self._tok_row(batch, da)
-        w = tok[W] * n
-        kv = tok[KV] * n
-        comp = tok[COMP] * n
-        comm = tok[COMM] * n
-        other = (tok[OTHER] + self._overhead) * n
-        flops = tok[FLOPS] * n
-        hbm = tok[BYTES] * n
+        w, kv, comp, comm, other, flops, hbm = self._token_totals(tok, n)
         kr, kb, kf = self._kv_coef
         ovh = self._core_ovh
         row_mem = self._mem_np[self._b_axis.cell(da)[0]]
