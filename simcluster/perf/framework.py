@@ -383,23 +383,20 @@ class FrameworkOps:
     def _route(self, op: str, fmt: str):
         return self._routes.get((op, str(fmt).strip().lower())) if self._routes else None
 
-    def gemm(self, m, n, k, fmt):
+    def _gemm(self, name: str, m, n, k, fmt):
         r = self._route("gemm", fmt)
-        if r is not None and r[0] == "framework":
+        if r is not None and r[0] == "framework":  # answered by another framework's measured kernel
             o = self._other(r[1])
-            t = o.gemm(m, n, k, fmt)
+            t = getattr(o, name)(m, n, k, fmt)
             self._provenance(o)
             return t
-        return self._ops.gemm(m, n, k, fmt)
+        return getattr(self._ops, name)(m, n, k, fmt)
+
+    def gemm(self, m, n, k, fmt):
+        return self._gemm("gemm", m, n, k, fmt)
 
     def gemm_many(self, m, n, k, fmt):
-        r = self._route("gemm", fmt)
-        if r is not None and r[0] == "framework":
-            o = self._other(r[1])
-            t = o.gemm_many(m, n, k, fmt)
-            self._provenance(o)
-            return t
-        return self._ops.gemm_many(m, n, k, fmt)
+        return self._gemm("gemm_many", m, n, k, fmt)
 
     def _moe(self, many: bool, tokens, hidden, inter, topk, n_experts, tp, ep, fmt, distribution="balanced"):
         r = self._route("moe", fmt)
