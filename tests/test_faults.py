@@ -52,7 +52,7 @@ def test_node_failure_reroutes_everything_and_goodput_recovers(tmp_path):
     # node 1 (all four decode instances) dies at 200 s: requests there re-prefill elsewhere; the
     # replacements start at once on the spare node and serve after the provisioning delay
     data = merged(BASE, failures={"events": [{"at_s": 200, "kind": "node", "target": "1"}]})
-    s, req, _ = _run(tmp_path, data)
+    s, req, _out = _run(tmp_path, data)
     _conserved(req, 6000)
     assert s["restarts"] > 0 and req.restarts.max() >= 1
     assert s["control"]["instance_failures"] == 4 and s["control"]["replacements"] == 4
@@ -65,6 +65,15 @@ def test_node_failure_reroutes_everything_and_goodput_recovers(tmp_path):
     assert after > 0.8 * before, "and recovers once the replacements serve"
     # nothing lost: rerouted requests complete
     assert (req[req.restarts > 0].status == "completed").mean() > 0.95
+    # the timeline shows the capacity missing, then back: failed decode instances until the
+    # replacements serve, and as many serving decode instances afterwards as before
+    tl = pd.read_parquet(_out / "timeline.parquet")
+    dec = tl[tl.entity == "pool:decode"].pivot_table(index="time_s", columns="metric", values="value")
+    t = dec.index.to_numpy()
+    assert (dec.instances_failed[(t > 205) & (t < 200 + delay - 5)] == 4).all()
+    assert (dec.instances_serving[(t > 205) & (t < 200 + delay - 5)] == 0).all()
+    assert (dec.instances_failed[t > 200 + delay + 5] == 0).all()
+    assert (dec.instances_serving[t > 200 + delay + 5] == 4).all()
 
 
 def test_fail_policy_fails_the_requests_in_flight(tmp_path):

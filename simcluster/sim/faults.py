@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from simcluster.errors import UserError
-from simcluster.sim.instance import FAILED, STOPPED
+from simcluster.sim.instance import FAILED, SERVING, STOPPED
 
 
 class FaultInjector:
@@ -37,7 +37,7 @@ class FaultInjector:
         self.rng = np.random.default_rng([engine.scenario.seed, 0xFA17])
         self.log: list[tuple] = []
         self.counts = {"instance_failures": 0, "replacements": 0, "repairs": 0}
-        self.pending: list[str] = []  # roles whose replacement waits for free GPUs
+        self.pending: list = []  # failed instances whose replacement waits for free GPUs
         env = engine.env
         for k, ev in enumerate(self.spec.events):
             self._check_target(ev, k)
@@ -183,25 +183,33 @@ class FaultInjector:
             if ids is not None:
                 for g in ids:
                     e.gpupool.free[e.gpupool.domain_of(g)].remove(g)
-                self._start(inst.role, ids, allocate=False)
+                self._start(inst, ids, allocate=False)
                 return
-        self._start(inst.role, None)
+        self._start(inst, None)
 
-    def _start(self, role: str, ids, allocate: bool = True) -> None:
+    def _start(self, old, ids, allocate: bool = True) -> None:
+        """Provision the replacement of ``old``; once it serves, ``old`` counts as stopped (the
+        timeline's ``instances_failed`` shows capacity still missing, not a history of failures)."""
         e = self.engine
-        new = e.start_instance(role, e.provisioning_delay(role, allocate=allocate), gpu_ids=ids)
+        delay = e.provisioning_delay(old.role, allocate=allocate)
+        new = e.start_instance(old.role, delay, gpu_ids=ids)
         if new is None:
-            self.pending.append(role)
-            self.log.append((e.env.now, "replacement_waits", role))
-        else:
-            self.counts["replacements"] += 1
-            self.log.append((e.env.now, "replacement", new.name))
+            self.pending.append(old)
+            self.log.append((e.env.now, "replacement_waits", old.name))
+            return
+        self.counts["replacements"] += 1
+        self.log.append((e.env.now, "replacement", new.name))
+
+        def replaced(_ev, old=old, new=new):
+            if new.state == SERVING and old.state == FAILED:
+                old.state = STOPPED
+        e.env.timeout(delay).callbacks.append(replaced)
 
     def _retry_pending(self) -> None:
         self.counts["repairs"] += 1
         waiting, self.pending = self.pending, []
-        for role in waiting:
-            self._start(role, None)
+        for old in waiting:
+            self._start(old, None)
 
     def report(self) -> dict:
         kinds = {"gpu", "instance", "node", "link_down", "link_degrade", "straggler"}
