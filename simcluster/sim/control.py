@@ -27,7 +27,7 @@ import math
 from collections import deque
 
 from simcluster.sim.capacity import InstanceCapacity, balance
-from simcluster.sim.instance import SERVING, STARTING
+from simcluster.sim.instance import STARTING
 
 SCRAPE_PERIOD_S = 5.0  # how often the metrics system samples (Prometheus' common 5-15 s) [INFERRED]
 

@@ -16,10 +16,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
 import simpy
 
-from simcluster.errors import UserError
 from simcluster.results.histogram import LogHistogram
 from simcluster.sim import request as rq
 from simcluster.sim.gpupool import GPUPool
@@ -100,7 +98,6 @@ class Engine:
         self.max_concurrency = scenario.clients.max_concurrency
         self._held: deque[int] = deque()  # requests due but held back by the concurrency limit
         c = scenario.cluster
-        self.transfer_latency_s = c.transfer_latency_s
         self._steps = recorder.steps
         self._requests = recorder.requests
 
@@ -302,11 +299,7 @@ class Engine:
     # ------------------------------------------------------------------ arrivals
     def _source(self):
         env = self.env
-        w = self.workload
-        arr = w.arrival_s
-        n_in = w.input_tokens
-        n_out = w.output_tokens
-        hashes = w.hash_ids
+        arr = self.workload.arrival_s
         limit = self.max_concurrency
         for i in range(len(arr)):
             t = float(arr[i])
