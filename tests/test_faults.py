@@ -115,6 +115,7 @@ def test_unknown_fault_target_is_a_user_error(tmp_path):
     data = merged(BASE, failures={"events": [{"at_s": 1, "kind": "instance", "target": "decode-9"}]})
     with pytest.raises(UserError, match="decode-9"):
         _run(tmp_path, data)
+    assert not list((tmp_path / "run").glob("*.parquet")), "a configuration error writes no outputs"
 
 
 def test_failures_during_layerwise_streaming_keep_every_request_once(tmp_path):

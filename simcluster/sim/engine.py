@@ -144,6 +144,9 @@ class Engine:
         block = scenario.serving.block_size
         self.block_size = block
         self.max_blocks = [p.kv_capacity_tokens // block for p in self.plans.values()]
+        from simcluster.sim import faults
+
+        self.faults = faults.build(self)  # checks the fault targets against the cluster just built
 
     # ------------------------------------------------------------------ instances
     def _new_instance(self, role: str, gpu_ids: list[int]) -> Instance:
@@ -464,10 +467,11 @@ class Engine:
         wall0 = time.perf_counter()
         env.process(self._source())
         env.process(self._sampler(interval))
-        from simcluster.sim import control, faults
+        from simcluster.sim import control
 
         self.controllers = control.start(self)
-        self.faults = faults.start(self)
+        if self.faults is not None:
+            self.faults.start()
         limit = sc.run.max_sim_time_s
         # the run ends when the last request leaves (a pending repair or controller tick must not
         # stretch the clock), at the time limit, or when nothing can happen any more (stalled)

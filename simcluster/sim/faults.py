@@ -38,9 +38,12 @@ class FaultInjector:
         self.log: list[tuple] = []
         self.counts = {"instance_failures": 0, "replacements": 0, "repairs": 0}
         self.pending: list = []  # failed instances whose replacement waits for free GPUs
-        env = engine.env
-        for k, ev in enumerate(self.spec.events):
+        for k, ev in enumerate(self.spec.events):  # user errors surface before the run writes anything
             self._check_target(ev, k)
+
+    def start(self) -> None:
+        env = self.engine.env
+        for ev in self.spec.events:
             env.process(self._scheduled(ev))
         for r in self.spec.random:
             env.process(self._random(r))
@@ -216,7 +219,8 @@ class FaultInjector:
         return {"faults": sum(1 for x in self.log if x[1] in kinds), **self.counts}
 
 
-def start(engine):
+def build(engine):
+    """The scenario's fault injector (its targets checked), or None; ``start()`` it when the run begins."""
     fs = engine.scenario.failures
     if not fs.events and not fs.random:
         return None

@@ -55,7 +55,13 @@ def run_scenario(scenario, base_dir: Path, out_dir: Path, *, trace: str | None =
     recorder = Recorder(out_dir, resolved, chunk_rows=scenario.output.chunk_rows, steps=scenario.output.steps)
     bar = _progress_bar(len(workload)) if progress else None
     try:
+        # a configuration error found while building the cluster leaves no output files behind
         engine = Engine(scenario, workload, pools, recorder, progress=bar.update if bar else None)
+    except BaseException:
+        if bar:
+            bar.close()
+        raise
+    try:
         stats = engine.run()
     finally:
         recorder.close()
