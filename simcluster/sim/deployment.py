@@ -115,8 +115,9 @@ def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> li
                 if profile is not None:
                     from simcluster.perf.framework import ScheduledStepCost
 
-                    cost = ScheduledStepCost(cost, profile, dp=layout.dp, gpu=gpu.name,
-                                             kind="moe" if model.is_moe else "dense")
+                    from simcluster.perf.framework import model_kind
+
+                    cost = ScheduledStepCost(cost, profile, dp=layout.dp, gpu=gpu.name, kind=model_kind(model))
                 if cost_cache is not None:
                     cost_cache[ckey] = cost
         peak_flops, _ = gpu.flops_for(get_format(act.name).compute_class)

@@ -43,6 +43,10 @@ class Prediction:
     prefill_workers: int = 0
     decode_workers: int = 0
     note: str = ""
+    # benchmark-weighted means over completed requests: prompt tokens, and 1 / (output tokens - 1)
+    # (what a shift of the first token moves TPOT by); the fit adds its post-run times with them
+    input_tokens_mean: float = math.nan
+    inv_steps_mean: float = math.nan
 
 
 class _Sink:
@@ -297,4 +301,7 @@ class Simulator:
         multi = n_out > 1
         ttft_ms = float(np.average(ttft, weights=w)) * 1e3
         tpot_ms = float(np.average(tpot[multi], weights=w[multi])) * 1e3 if multi.any() else math.nan
-        return Prediction(ttft_ms, tpot_ms, len(rows), len(ok), sim_time, n_pre, n_dec)
+        in_mean = float(np.average(n_in, weights=w))
+        inv_steps = float(np.average(1.0 / steps[multi], weights=w[multi])) if multi.any() else math.nan
+        return Prediction(ttft_ms, tpot_ms, len(rows), len(ok), sim_time, n_pre, n_dec,
+                          input_tokens_mean=in_mean, inv_steps_mean=inv_steps)

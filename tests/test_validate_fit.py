@@ -1,0 +1,88 @@
+"""The fit of the framework profiles by simulation (``simcluster.validate.fit.fit_by_simulation``).
+
+Independent truth: rows whose "measured" times were produced by the simulator itself with known
+GPU-time scales and request overhead. A fit that searches grids containing those values must find
+them (the objective reaches zero only there), whatever it started from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import simcluster.validate.fit as fit
+from simcluster.perf.framework import PROFILES
+from simcluster.validate.mapping import map_row
+from simcluster.validate.silicon import parse_row
+from simcluster.validate.simulate import Simulator
+
+from test_validate_silicon import _agg
+
+
+def _rows():
+    out = []
+    line = 2
+    for isl in (256, 2048):
+        for batch in (1, 2, 4, 8, 16, 32):
+            out.append(parse_row(_agg(id=f"r{line}", isl=isl, osl=32, batch_size=batch, precision="bf16",
+                                      gemm_quant_mode=""), line, "synthetic.csv"))
+            line += 1
+    return out
+
+
+def _measured(rows, truth):
+    sim = Simulator(profiles={"vllm": truth}, simulated_waves=2)
+    out = []
+    for r in rows:
+        p = sim.run(map_row(r, {"vllm": truth}))
+        out.append(dataclasses.replace(r, ttft_ms=p.ttft_ms, tpot_ms=p.tpot_ms))
+    return out
+
+
+def test_the_fit_by_simulation_recovers_known_scales_and_request_overhead(monkeypatch):
+    monkeypatch.setattr(fit, "GRIDS", {**fit.GRIDS, "prefill_scale": [0.5, 1.0, 2.0], "decode_scale": [0.8, 1.0, 1.2],
+                                       "request_overhead_s": [0.0, 0.02, 0.05],
+                                       "request_overhead_per_input_token_s": [0.0, 1e-5], "handover_s": [0.0]})
+    monkeypatch.setattr(fit, "_run_table", _small_run_table)
+    truth = PROFILES["vllm"].with_(gpu_time_scales=(("h100_sxm", "dense", 1.2, 2.0),), request_overhead_s=0.02,
+                                   request_overhead_per_input_token_s=0.0, handover_s=0.0)
+    rows = _measured(_rows(), truth)
+    assert len(rows) >= fit.MIN_ROWS_PER_SCALE
+    res = fit.fit_by_simulation(rows, workers=1, rounds=2)
+    got = res["fit"]["vllm"]
+    assert got["scales"] == {"h100_sxm|dense": (1.2, 2.0)}
+    assert got["params"]["request_overhead_s"] == pytest.approx(0.02)
+    assert got["params"]["request_overhead_per_input_token_s"] == 0.0
+    assert got["objective_pct"] == pytest.approx(0.0, abs=1e-6)
+    # the step overheads are not fitted here: they stay the profile's
+    assert got["params"]["decode_overhead_s"] == PROFILES["vllm"].decode_overhead_s
+
+
+def _small_run_table(rows, profiles, workers):
+    """fit._run_table with the short runs the truth was made with."""
+    import numpy as np
+
+    sim = Simulator(profiles=profiles, simulated_waves=2)
+    cols = []
+    for r in rows:
+        p = sim.run(map_row(r, profiles))
+        cols.append((p.ttft_ms / 1e3, p.tpot_ms / 1e3, p.input_tokens_mean, p.inv_steps_mean))
+    a = np.array(cols, dtype=float)
+    return {"ttft": a[:, 0], "tpot": a[:, 1], "isl": a[:, 2], "inv_steps": a[:, 3]}
+
+
+def test_post_run_times_are_added_as_the_simulator_adds_them():
+    """Request overhead, its per-prompt-token part and the hand-over added after a run equal a run
+    with those times in the profile (the fit's tables rely on it)."""
+    rows = _rows()[:4]
+    zero = PROFILES["vllm"].with_(request_overhead_s=0.0, request_overhead_per_input_token_s=0.0, handover_s=0.0)
+    with_times = zero.with_(request_overhead_s=0.03, request_overhead_per_input_token_s=2e-5)
+    table = _small_run_table(rows, {"vllm": zero}, 1)
+    import numpy as np
+
+    ttft, tpot = fit._post_run({"request_overhead_s": 0.03, "request_overhead_per_input_token_s": 2e-5,
+                                "handover_s": 0.0}, table, np.arange(len(rows)), np.zeros(len(rows)))
+    direct = _small_run_table(rows, {"vllm": with_times}, 1)
+    assert ttft == pytest.approx(direct["ttft"], rel=1e-9)
+    assert tpot == pytest.approx(direct["tpot"], rel=1e-9)
