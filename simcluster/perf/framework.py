@@ -134,8 +134,9 @@ class FrameworkProfile:
     handover_s: float = 0.0  # disaggregated: fixed cost between KV landing and the first token
     request_overhead_s: float = 0.0  # per request, client-visible (HTTP, tokenisation, frontend)
     request_overhead_per_input_token_s: float = 0.0  # ... growing with the prompt (tokenisation, payload)
-    # fitted corrections of the op-table GPU time, per (GPU, model kind): (gpu, "moe"|"dense",
-    # decode-step scale, prefill-step scale); see simcluster.validate.fit and docs/validation.md
+    # fitted corrections of the op-table GPU time, per (GPU, model kind): (gpu, kind, decode-step
+    # scale, prefill-step scale), kind = model_kind(): "dense" | "moe" | "mla-moe"; see
+    # simcluster.validate.fit and docs/validation.md
     gpu_time_scales: tuple = ()
     # speculative decoding: draft tokens per decode iteration (0 = off); set per deployment
     spec_draft_tokens: int = 0
