@@ -297,7 +297,7 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
         scales[f] = {g: (float(v[0]), float(v[1])) for g, v in prev.get("scales", {}).items()}
         params[f].update({k: float(prev["params"][k]) for k in POST_RUN_TIMES if k in prev.get("params", {})})
 
-    def loss(f, idx, p, pick):
+    def loss(idx, p, pick):
         ttft = np.empty(len(idx))
         tpot = np.empty(len(idx))
         for tab, sel in pick:
@@ -334,18 +334,18 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
                     return [(tables[i], np.isin(grp[idx], gs)) for i, gs in by.items()]
 
                 p = dict(params[f])
-                best = loss(f, idx, p, pick(choice))
+                best = loss(idx, p, pick(choice))
                 for _ in range(sweeps):
                     for k in POST_RUN_TIMES:
                         if k == "handover_s" and disagg[idx].sum() < MIN_ROWS_PER_SCALE:
                             continue
                         for v in GRIDS[k]:
-                            val = loss(f, idx, {**p, k: v}, pick(choice))
+                            val = loss(idx, {**p, k: v}, pick(choice))
                             if val < best - 1e-12:
                                 best, p = val, {**p, k: v}
                     for g in fgroups:
                         for i in range(len(grid)):
-                            val = loss(f, idx, p, pick({**choice, g: i}))
+                            val = loss(idx, p, pick({**choice, g: i}))
                             if val < best - 1e-12:
                                 best, choice = val, {**choice, g: i}
                 params[f] = p
