@@ -72,17 +72,30 @@ def _small_run_table(rows, profiles, workers):
     return {"ttft": a[:, 0], "tpot": a[:, 1], "isl": a[:, 2], "inv_steps": a[:, 3]}
 
 
-def test_post_run_times_are_added_as_the_simulator_adds_them():
-    """Request overhead, its per-prompt-token part and the hand-over added after a run equal a run
-    with those times in the profile (the fit's tables rely on it)."""
-    rows = _rows()[:4]
-    zero = PROFILES["vllm"].with_(request_overhead_s=0.0, request_overhead_per_input_token_s=0.0, handover_s=0.0)
-    with_times = zero.with_(request_overhead_s=0.03, request_overhead_per_input_token_s=2e-5)
-    table = _small_run_table(rows, {"vllm": zero}, 1)
+@pytest.mark.parametrize("by_kind", [{}, {"dense": 0.07}, {"moe": 0.07}])
+def test_post_run_times_are_added_as_the_simulator_adds_them(by_kind):
+    """Request overhead (shared, or the model kind's own), its per-prompt-token part and the hand-over
+    added after a run equal a run with those times in the profile (the fit's tables rely on it)."""
     import numpy as np
 
+    rows = _rows()[:4]
+    zero = PROFILES["vllm"].with_(request_overhead_s=0.0, request_overhead_per_input_token_s=0.0, handover_s=0.0,
+                                  request_overhead_by_kind=())
+    with_times = zero.with_(request_overhead_s=0.03, request_overhead_per_input_token_s=2e-5,
+                            request_overhead_by_kind=tuple(by_kind.items()))
+    table = _small_run_table(rows, {"vllm": zero}, 1)
     ttft, tpot = fit._post_run({"request_overhead_s": 0.03, "request_overhead_per_input_token_s": 2e-5,
-                                "handover_s": 0.0}, table, np.arange(len(rows)), np.zeros(len(rows)))
+                                "handover_s": 0.0, "request_overhead_by_kind": by_kind}, table,
+                               np.arange(len(rows)), np.zeros(len(rows)), ["dense"] * len(rows))
     direct = _small_run_table(rows, {"vllm": with_times}, 1)
     assert ttft == pytest.approx(direct["ttft"], rel=1e-9)
     assert tpot == pytest.approx(direct["tpot"], rel=1e-9)
+    # the dense rows pay the dense value where one is set, the shared one otherwise
+    expect = by_kind.get("dense", 0.03)
+    assert float(np.mean(direct["ttft"] - table["ttft"] - 2e-5 * table["isl"])) == pytest.approx(expect, rel=1e-9)
+
+
+def test_a_kinds_own_request_overhead_replaces_the_shared_one():
+    prof = PROFILES["vllm"].with_(request_overhead_s=0.04, request_overhead_by_kind=(("mla-moe", 0.12),))
+    assert prof.request_overhead("mla-moe") == 0.12
+    assert prof.request_overhead("dense") == 0.04 and prof.request_overhead() == 0.04

@@ -134,6 +134,9 @@ class FrameworkProfile:
     handover_s: float = 0.0  # disaggregated: fixed cost between KV landing and the first token
     request_overhead_s: float = 0.0  # per request, client-visible (HTTP, tokenisation, frontend)
     request_overhead_per_input_token_s: float = 0.0  # ... growing with the prompt (tokenisation, payload)
+    # the per-request overhead of one model kind where it differs from ``request_overhead_s``:
+    # ((kind, seconds), ...), kind = model_kind(); fitted (validation)
+    request_overhead_by_kind: tuple = ()
     # fitted corrections of the op-table GPU time, per (GPU, model kind): (gpu, kind, decode-step
     # scale, prefill-step scale), kind = model_kind(): "dense" | "moe" | "mla-moe"; see
     # simcluster.validate.fit and docs/validation.md
@@ -162,6 +165,13 @@ class FrameworkProfile:
                             where="first_token_at")
         if int(self.spec_draft_tokens) != self.spec_draft_tokens or self.spec_draft_tokens < 0:
             raise UserError("must be a non-negative whole number of tokens", where="spec_draft_tokens")
+
+    def request_overhead(self, kind: str = "") -> float:
+        """The client-visible fixed cost of one request for a model of ``kind`` (seconds)."""
+        for k, v in self.request_overhead_by_kind:
+            if k == kind:
+                return float(v)
+        return float(self.request_overhead_s)
 
     def gpu_time_scale(self, gpu: str, kind: str) -> tuple[float, float]:
         """(decode, prefill) multipliers of the op-table GPU time on ``gpu`` for ``kind`` models."""
@@ -215,6 +225,7 @@ PROFILES: dict[str, FrameworkProfile] = {
         handover_s=0.0,
         request_overhead_s=0.04,
         request_overhead_per_input_token_s=1e-05,
+        request_overhead_by_kind=(("dense", 0.02), ("mla-moe", 0.06)),  # (kind, seconds), fitted
         first_token_at="first_decode_step",
         gpu_time_scales=(  # (GPU, model kind, decode scale, prefill scale), fitted by simulation
             ("b200_sxm", "dense", 0.9, 1.2),
@@ -251,6 +262,7 @@ PROFILES: dict[str, FrameworkProfile] = {
         handover_s=0.05,
         request_overhead_s=0.15,
         request_overhead_per_input_token_s=2e-05,
+        request_overhead_by_kind=(("dense", 0.3),),  # (kind, seconds), fitted
         first_token_at="kv_landed",
         gpu_time_scales=(  # (GPU, model kind, decode scale, prefill scale), fitted by simulation
             ("b200_sxm", "mla-moe", 0.8, 0.6),
@@ -286,6 +298,7 @@ PROFILES: dict[str, FrameworkProfile] = {
         handover_s=0.0,
         request_overhead_s=0.04,
         request_overhead_per_input_token_s=5e-06,
+        request_overhead_by_kind=(("dense", 0.02), ("mla-moe", 0.2)),  # (kind, seconds), fitted
         kv_admission="reserve_full",
         first_token_at="first_decode_step",
         gpu_time_scales=(  # (GPU, model kind, decode scale, prefill scale), fitted by simulation

@@ -225,7 +225,8 @@ def _swept_profiles(base: dict, scales: dict, groups: list[str], which: int, val
             cur[which] = value
             gpu, kind = g.split("|")
             entries.append((gpu, kind, cur[0], cur[1]))
-        out[fw] = prof.with_(gpu_time_scales=tuple(entries), **{k: 0.0 for k in POST_RUN_TIMES})
+        out[fw] = prof.with_(gpu_time_scales=tuple(entries), request_overhead_by_kind=(),
+                             **{k: 0.0 for k in POST_RUN_TIMES})
     return out
 
 
@@ -247,18 +248,24 @@ def _run_table(rows, profiles: dict, workers: int) -> dict:
     return {"ttft": a[:, 0], "tpot": a[:, 1], "isl": a[:, 2], "inv_steps": a[:, 3]}
 
 
-def _post_run(params: dict, table: dict, idx, disagg):
+def _post_run(params: dict, table: dict, idx, disagg, kinds):
     """TTFT, TPOT of rows ``idx`` from one run's table with the post-run times added (as
-    :meth:`simcluster.validate.simulate.Simulator._metrics` adds them)."""
+    :meth:`simcluster.validate.simulate.Simulator._metrics` adds them); ``kinds`` are the rows' model
+    kinds (``params["request_overhead_by_kind"]`` overrides the request overhead per kind)."""
+    import numpy as np
+
+    by_kind = params.get("request_overhead_by_kind", {})
+    ro = np.array([by_kind.get(k, params["request_overhead_s"]) for k in kinds]) if by_kind \
+        else params["request_overhead_s"]
     h = params["handover_s"] * disagg
-    ttft = (table["ttft"][idx] + params["request_overhead_s"]
-            + params["request_overhead_per_input_token_s"] * table["isl"][idx] + h)
+    ttft = table["ttft"][idx] + ro + params["request_overhead_per_input_token_s"] * table["isl"][idx] + h
     tpot = table["tpot"][idx] - h * table["inv_steps"][idx]
     return ttft, tpot
 
 
 def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, rounds: int = 1,
-                      sweeps: int = 4, start: dict | None = None, progress=None) -> dict:
+                      sweeps: int = 4, start: dict | None = None, scales_fixed: bool = False,
+                      progress=None) -> dict:
     """Fit on ``rows`` (the train split) with whole simulations instead of a linearised model.
 
     The GPU-time scales change queueing, batching and — in a closed loop — how fast clients come
@@ -270,8 +277,12 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
     coordinate descent over the tables picks, per framework, the post-run times and, per (GPU, model
     kind) group with at least ``MIN_ROWS_PER_SCALE`` rows, the scales minimising TTFT MAPE + 2 × TPOT
     MAPE; every scale starts at 1, or at ``start``'s (a previous result's ``fit``: another round).
-    ``rounds`` repeats the prefill-then-decode pass. The step overheads (per scheduler step and
-    per sequence) stay at ``base``'s values. Costs about (9 + 13) × ``rounds`` runs of ``rows``.
+    ``rounds`` repeats the prefill-then-decode pass. The request overhead is fitted once shared by
+    the framework's model kinds (``request_overhead_s``, the value for kinds without rows), then per
+    kind with at least ``MIN_ROWS_PER_SCALE`` rows (``request_overhead_by_kind``).
+    ``scales_fixed``: one run at ``start``'s scales, only the post-run times are fitted. The step
+    overheads (per scheduler step and per sequence) stay at ``base``'s values. Costs about
+    (9 + 13) × ``rounds`` runs of ``rows`` (one with ``scales_fixed``).
     """
     import numpy as np
 
@@ -287,6 +298,7 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
     setups = [mapped[i] for i in keep]
     fw = np.array([s.framework for s in setups])
     grp = np.array([group_of(s) for s in setups])
+    kind = np.array([g.split("|")[1] for g in grp])
     disagg = np.array([s.mode == "disaggregated" for s in setups], dtype=float)
     meas_ttft = np.array([r.ttft_ms / 1e3 for r in rows])
     meas_tpot = np.array([r.tpot_ms / 1e3 for r in rows])
@@ -301,7 +313,7 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
         ttft = np.empty(len(idx))
         tpot = np.empty(len(idx))
         for tab, sel in pick:
-            t, q = _post_run(p, tab, idx[sel], disagg[idx[sel]])
+            t, q = _post_run(p, tab, idx[sel], disagg[idx[sel]], kind[idx[sel]])
             ttft[sel], tpot[sel] = t, q
         ok = ~(np.isnan(ttft) | np.isnan(tpot))
         if not ok.any():
@@ -309,21 +321,60 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
         return float(np.mean(np.abs(ttft[ok] - meas_ttft[idx][ok]) / meas_ttft[idx][ok])
                      + 2.0 * np.mean(np.abs(tpot[ok] - meas_tpot[idx][ok]) / meas_tpot[idx][ok]))
 
+    def descend(f, idx, p, choice, fgroups, grid, pick, by_kind: bool):
+        """Coordinate descent over the post-run times (the request overhead shared, or per kind) and
+        the groups' grid indices ``choice``."""
+        kinds = [k for k in sorted(set(kind[idx])) if np.sum(kind[idx] == k) >= MIN_ROWS_PER_SCALE]
+        if by_kind:
+            p = {**p, "request_overhead_by_kind": {k: p["request_overhead_s"] for k in kinds}}
+        best = loss(idx, p, pick(choice))
+        for _ in range(sweeps):
+            keys = [k for k in POST_RUN_TIMES if not (by_kind and k == "request_overhead_s")]
+            for k in keys:
+                if k == "handover_s" and disagg[idx].sum() < MIN_ROWS_PER_SCALE:
+                    continue
+                for v in GRIDS[k]:
+                    val = loss(idx, {**p, k: v}, pick(choice))
+                    if val < best - 1e-12:
+                        best, p = val, {**p, k: v}
+            for kd in (kinds if by_kind else []):
+                for v in GRIDS["request_overhead_s"]:
+                    trial = {**p, "request_overhead_by_kind": {**p["request_overhead_by_kind"], kd: v}}
+                    val = loss(idx, trial, pick(choice))
+                    if val < best - 1e-12:
+                        best, p = val, trial
+            for g in fgroups:
+                for i in range(len(grid)):
+                    val = loss(idx, p, pick({**choice, g: i}))
+                    if val < best - 1e-12:
+                        best, choice = val, {**choice, g: i}
+        return p, choice, best
+
     history = []
-    for rnd in range(rounds):
-        for which, name in ((1, "prefill_scale"), (0, "decode_scale")):
-            grid = GRIDS[name]
+    stages = [(None, "post_run")] if scales_fixed else [(1, "prefill_scale"), (0, "decode_scale")]
+    for rnd in range(1 if scales_fixed else rounds):
+        last_round = rnd == (0 if scales_fixed else rounds - 1)
+        for which, name in stages:
+            grid = GRIDS[name] if which is not None else [None]
             tables = []
             for v in grid:
-                tables.append(_run_table(rows, _swept_profiles(base, scales, groups, which, v), workers))
+                if which is None:  # the current scales, post-run times at zero
+                    profs = {f: base[f].with_(gpu_time_scales=tuple((*g.split("|"), d, pf) for g, (d, pf)
+                                                                    in sorted(scales[f].items())),
+                                              request_overhead_by_kind=(), **{k: 0.0 for k in POST_RUN_TIMES})
+                             for f in frameworks}
+                else:
+                    profs = _swept_profiles(base, scales, groups, which, v)
+                tables.append(_run_table(rows, profs, workers))
                 if progress:
                     progress(f"round {rnd + 1} {name} {v}")
-            neutral = grid.index(1.0)
+            neutral = grid.index(1.0) if which is not None else 0
             for f in frameworks:
                 idx = np.nonzero(fw == f)[0]
                 if len(idx) == 0:
                     continue
-                fgroups = [g for g in groups if np.sum(grp[idx] == g) >= MIN_ROWS_PER_SCALE]
+                fgroups = ([g for g in groups if np.sum(grp[idx] == g) >= MIN_ROWS_PER_SCALE]
+                           if which is not None else [])
                 choice = {g: grid.index(min(grid, key=lambda v, g=g: abs(v - scales[f].get(g, (1.0, 1.0))[which])))
                           for g in fgroups}
 
@@ -333,23 +384,12 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
                         by.setdefault(ch.get(g, neutral), []).append(g)
                     return [(tables[i], np.isin(grp[idx], gs)) for i, gs in by.items()]
 
-                p = dict(params[f])
-                best = loss(idx, p, pick(choice))
-                for _ in range(sweeps):
-                    for k in POST_RUN_TIMES:
-                        if k == "handover_s" and disagg[idx].sum() < MIN_ROWS_PER_SCALE:
-                            continue
-                        for v in GRIDS[k]:
-                            val = loss(idx, {**p, k: v}, pick(choice))
-                            if val < best - 1e-12:
-                                best, p = val, {**p, k: v}
-                    for g in fgroups:
-                        for i in range(len(grid)):
-                            val = loss(idx, p, pick({**choice, g: i}))
-                            if val < best - 1e-12:
-                                best, choice = val, {**choice, g: i}
+                shared = {k: params[f][k] for k in POST_RUN_TIMES}
+                p, choice, best = descend(f, idx, shared, choice, fgroups, grid, pick, by_kind=False)
+                if last_round and (which is None or which == 0):  # last stage: the per-kind overheads
+                    p, choice, best = descend(f, idx, p, choice, fgroups, grid, pick, by_kind=True)
                 params[f] = p
-                for g in groups:
+                for g in (groups if which is not None else []):
                     cur = list(scales[f].get(g, (1.0, 1.0)))
                     cur[which] = grid[choice[g]] if g in choice else 1.0
                     if cur == [1.0, 1.0]:
@@ -360,7 +400,11 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
     out = {}
     for f in frameworks:
         engine = {k: float(getattr(base[f], k)) for k in FITTED_TIMES if k not in POST_RUN_TIMES}
-        out[f] = {"params": {**engine, **params[f]}, "scales": dict(sorted(scales[f].items())),
+        by_kind = {k: v for k, v in params[f].get("request_overhead_by_kind", {}).items()
+                   if v != params[f]["request_overhead_s"]}
+        out[f] = {"params": {**engine, **{k: params[f][k] for k in POST_RUN_TIMES},
+                             "request_overhead_by_kind": dict(sorted(by_kind.items()))},
+                  "scales": dict(sorted(scales[f].items())),
                   "rows": int(np.sum(fw == f)),
                   "objective_pct": next((h["objective_pct"] for h in reversed(history) if h["framework"] == f),
                                         math.nan)}
@@ -376,8 +420,9 @@ def profiles_from_fit(fit: dict) -> dict:
     for fw, f in fit.items():
         p = f["params"]
         scales = tuple((g.split("|")[0], g.split("|")[1], d, pf) for g, (d, pf) in sorted(f["scales"].items()))
+        by_kind = tuple(sorted(p.get("request_overhead_by_kind", {}).items()))
         out[fw] = PROFILES[fw].with_(prefill_overhead_s=p["decode_overhead_s"], gpu_time_scales=scales,
-                                     **{k: p[k] for k in FITTED_TIMES})
+                                     request_overhead_by_kind=by_kind, **{k: p[k] for k in FITTED_TIMES})
     return out
 
 
@@ -398,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
                          "train rows) or the older linearised model around one zero-overhead run")
     ap.add_argument("--rounds", type=int, default=1, help="prefill-then-decode passes (simulated method)")
     ap.add_argument("--start", help="a previous fit's JSON output: start from its values (one more round)")
+    ap.add_argument("--post-run-only", action="store_true",
+                    help="one run at --start's scales; fit only the request overheads and the hand-over")
     args = ap.parse_args(argv)
     rows, _ = read_silicon_csv(args.csv)
     train, _ = split_rows(rows)
@@ -412,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.start) as fh:
             start = json.load(fh)["fit"]
     res = fit_by_simulation(train, workers=args.workers, rounds=args.rounds, start=start,
+                            scales_fixed=args.post_run_only,
                             progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(json.dumps({"split": split_description(), "method": "simulated", **res}, indent=2))
     return 0

@@ -6,10 +6,10 @@ engine as ``simcluster run`` (:func:`simcluster.sim.deployment.build_pools`,
 :class:`simcluster.sim.engine.Engine`) with an in-memory recorder, and turns the per-request records
 into what the benchmark client measured:
 
-* co-located: TTFT = first token − send time + the profile's ``request_overhead_s``;
+* co-located: TTFT = first token − send time + the profile's request overhead (for the model's kind);
 * disaggregated: the engine's first token as the framework shows it (``serving.first_token_at`` from
   the profile: vLLM and TRT-LLM after the decode worker's first step once the KV landed, SGLang when
-  the KV landed) + ``handover_s`` + ``request_overhead_s``; TPOT is the decode worker's time per
+  the KV landed) + ``handover_s`` + the request overhead; TPOT is the decode worker's time per
   token after that;
 * TPOT = (E2E − TTFT) / (output tokens − 1) per request (``vllm bench serve``'s definition), means
   over completed requests.
@@ -282,7 +282,11 @@ class Simulator:
         else:
             first_client = first
         if self.framework_profile:
-            ttft = first_client - arrival + prof.request_overhead_s + prof.request_overhead_per_input_token_s * n_in
+            from simcluster.catalog.models import get_model
+            from simcluster.perf.framework import model_kind
+
+            overhead = prof.request_overhead(model_kind(get_model(setup.model)))
+            ttft = first_client - arrival + overhead + prof.request_overhead_per_input_token_s * n_in
             tpot = (finish - first_client) / steps
             if setup.recv_interval > 1:
                 # SGLang polls for new requests every N scheduler iterations: a request waits for
