@@ -280,6 +280,7 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
     ``rounds`` repeats the prefill-then-decode pass. The request overhead is fitted once shared by
     the framework's model kinds (``request_overhead_s``, the value for kinds without rows), then per
     kind with at least ``MIN_ROWS_PER_SCALE`` rows (``request_overhead_by_kind``).
+    A ``start`` with per-kind overheads keeps them through the scale stages.
     ``scales_fixed``: one run at ``start``'s scales, only the post-run times are fitted. The step
     overheads (per scheduler step and per sequence) stay at ``base``'s values. Costs about
     (9 + 13) × ``rounds`` runs of ``rows`` (one with ``scales_fixed``).
@@ -308,6 +309,8 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
     for f, prev in (start or {}).items():
         scales[f] = {g: (float(v[0]), float(v[1])) for g, v in prev.get("scales", {}).items()}
         params[f].update({k: float(prev["params"][k]) for k in POST_RUN_TIMES if k in prev.get("params", {})})
+        if prev.get("params", {}).get("request_overhead_by_kind"):
+            params[f]["request_overhead_by_kind"] = dict(prev["params"]["request_overhead_by_kind"])
 
     def loss(idx, p, pick):
         ttft = np.empty(len(idx))
@@ -325,8 +328,9 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
         """Coordinate descent over the post-run times (the request overhead shared, or per kind) and
         the groups' grid indices ``choice``."""
         kinds = [k for k in sorted(set(kind[idx])) if np.sum(kind[idx] == k) >= MIN_ROWS_PER_SCALE]
-        if by_kind:
-            p = {**p, "request_overhead_by_kind": {k: p["request_overhead_s"] for k in kinds}}
+        if by_kind:  # every kind with enough rows gets an entry (its own value if it has one)
+            own = p.get("request_overhead_by_kind", {})
+            p = {**p, "request_overhead_by_kind": {k: own.get(k, p["request_overhead_s"]) for k in kinds}}
         best = loss(idx, p, pick(choice))
         for _ in range(sweeps):
             keys = [k for k in POST_RUN_TIMES if not (by_kind and k == "request_overhead_s")]
@@ -384,8 +388,7 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
                         by.setdefault(ch.get(g, neutral), []).append(g)
                     return [(tables[i], np.isin(grp[idx], gs)) for i, gs in by.items()]
 
-                shared = {k: params[f][k] for k in POST_RUN_TIMES}
-                p, choice, best = descend(f, idx, shared, choice, fgroups, grid, pick, by_kind=False)
+                p, choice, best = descend(f, idx, dict(params[f]), choice, fgroups, grid, pick, by_kind=False)
                 if last_round and (which is None or which == 0):  # last stage: the per-kind overheads
                     p, choice, best = descend(f, idx, p, choice, fgroups, grid, pick, by_kind=True)
                 params[f] = p
