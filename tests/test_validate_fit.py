@@ -46,7 +46,8 @@ def test_the_fit_by_simulation_recovers_known_scales_and_request_overhead(monkey
                                        "request_overhead_per_input_token_s": [0.0, 1e-5], "handover_s": [0.0]})
     monkeypatch.setattr(fit, "_run_table", _small_run_table)
     truth = PROFILES["vllm"].with_(gpu_time_scales=(("h100_sxm", "dense", 1.2, 2.0),), request_overhead_s=0.02,
-                                   request_overhead_per_input_token_s=0.0, handover_s=0.0)
+                                   request_overhead_per_input_token_s=0.0, handover_s=0.0,
+                                   request_overhead_by_kind=())
     rows = _measured(_rows(), truth)
     assert len(rows) >= fit.MIN_ROWS_PER_SCALE
     res = fit.fit_by_simulation(rows, workers=1, rounds=2)
@@ -99,3 +100,19 @@ def test_a_kinds_own_request_overhead_replaces_the_shared_one():
     prof = PROFILES["vllm"].with_(request_overhead_s=0.04, request_overhead_by_kind=(("mla-moe", 0.12),))
     assert prof.request_overhead("mla-moe") == 0.12
     assert prof.request_overhead("dense") == 0.04 and prof.request_overhead() == 0.04
+
+
+def test_the_post_run_only_fit_finds_the_request_overhead_at_given_scales(monkeypatch):
+    monkeypatch.setattr(fit, "GRIDS", {**fit.GRIDS, "request_overhead_s": [0.0, 0.02, 0.05],
+                                       "request_overhead_per_input_token_s": [0.0, 1e-5], "handover_s": [0.0]})
+    monkeypatch.setattr(fit, "_run_table", _small_run_table)
+    truth = PROFILES["vllm"].with_(gpu_time_scales=(("h100_sxm", "dense", 1.2, 2.0),), request_overhead_s=0.05,
+                                   request_overhead_per_input_token_s=1e-5, handover_s=0.0,
+                                   request_overhead_by_kind=())
+    rows = _measured(_rows(), truth)
+    start = {"vllm": {"scales": {"h100_sxm|dense": [1.2, 2.0]}, "params": {"request_overhead_s": 0.0}}}
+    got = fit.fit_by_simulation(rows, workers=1, start=start, scales_fixed=True)["fit"]["vllm"]
+    assert got["scales"] == {"h100_sxm|dense": (1.2, 2.0)}  # kept, not searched
+    assert got["params"]["request_overhead_s"] == pytest.approx(0.05)
+    assert got["params"]["request_overhead_per_input_token_s"] == pytest.approx(1e-5)
+    assert got["objective_pct"] == pytest.approx(0.0, abs=1e-6)

@@ -214,15 +214,17 @@ def group_of(setup) -> str:
     return f"{setup.gpu}|{model_kind(get_model(setup.model))}"
 
 
-def _swept_profiles(base: dict, scales: dict, groups: list[str], which: int, value: float) -> dict:
+def _swept_profiles(base: dict, scales: dict, groups: list[str], which: int | None, value: float | None) -> dict:
     """``base`` profiles with every group's decode (``which`` 0) or prefill (1) scale at ``value`` and
-    its other scale at the current fitted one; the post-run times at zero (added after the runs)."""
+    its other scale at the current fitted one (``which`` None: both at the fitted ones); the post-run
+    times at zero (added after the runs)."""
     out = {}
     for fw, prof in base.items():
         entries = []
         for g in groups:
             cur = list(scales.get(fw, {}).get(g, (1.0, 1.0)))
-            cur[which] = value
+            if which is not None:
+                cur[which] = value
             gpu, kind = g.split("|")
             entries.append((gpu, kind, cur[0], cur[1]))
         out[fw] = prof.with_(gpu_time_scales=tuple(entries), request_overhead_by_kind=(),
@@ -362,14 +364,7 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
             grid = GRIDS[name] if which is not None else [None]
             tables = []
             for v in grid:
-                if which is None:  # the current scales, post-run times at zero
-                    profs = {f: base[f].with_(gpu_time_scales=tuple((*g.split("|"), d, pf) for g, (d, pf)
-                                                                    in sorted(scales[f].items())),
-                                              request_overhead_by_kind=(), **{k: 0.0 for k in POST_RUN_TIMES})
-                             for f in frameworks}
-                else:
-                    profs = _swept_profiles(base, scales, groups, which, v)
-                tables.append(_run_table(rows, profs, workers))
+                tables.append(_run_table(rows, _swept_profiles(base, scales, groups, which, v), workers))
                 if progress:
                     progress(f"round {rnd + 1} {name} {v}")
             neutral = grid.index(1.0) if which is not None else 0
