@@ -25,8 +25,10 @@ import numpy as np
 from simcluster.errors import UserError
 from simcluster.validate.mapping import PoolPlanSpec, Setup
 
-# share of the prefill pool's capacity a rate-matched pool runs at [INFERRED: deployments are sized
-# with headroom; 0.8 is the usual planning target]
+# share of the prefill pool's capacity a rate-matched pool runs at, for disaggregated rows without
+# worker counts [INFERRED]: 1.0 sizes it to the decode side's demand exactly. 0.8 (the usual
+# planning headroom) moves the train half's figures by < 0.1 point (few rows still take this path:
+# the recipes give most worker counts), so nothing in the data chooses between them.
 RATE_MATCH_UTILISATION = 1.0
 # sequences per attention rank a decode worker of unknown count is assumed to batch at most
 # [INFERRED: the decode batch of the benchmark sweeps' disaggregated recipes]; None = no cap
