@@ -116,3 +116,15 @@ def test_the_post_run_only_fit_finds_the_request_overhead_at_given_scales(monkey
     assert got["params"]["request_overhead_s"] == pytest.approx(0.05)
     assert got["params"]["request_overhead_per_input_token_s"] == pytest.approx(1e-5)
     assert got["objective_pct"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_fit_tool_reports_bad_inputs_with_exit_2(tmp_path, capsys):
+    assert fit.main([str(tmp_path / "missing.csv")]) == 2
+    assert "missing.csv" in capsys.readouterr().err
+    csv_path = tmp_path / "s.csv"
+    csv_path.write_text("not,a,silicon,file\n")
+    bad_start = tmp_path / "start.json"
+    bad_start.write_text("{}")
+    code = fit.main([str(csv_path), "--start", str(bad_start)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "error:" in err

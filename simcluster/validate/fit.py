@@ -428,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     """Fit the framework profiles on the train split of a silicon_sample file; print them as JSON."""
     import argparse
     import json
+    import sys
 
     from simcluster.validate.runner import default_workers, validate_rows
     from simcluster.validate.silicon import read_silicon_csv
@@ -444,18 +445,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--post-run-only", action="store_true",
                     help="one run at --start's scales; fit only the request overheads and the hand-over")
     args = ap.parse_args(argv)
-    rows, _ = read_silicon_csv(args.csv)
+    from simcluster.errors import UserError
+
+    try:
+        rows, _ = read_silicon_csv(args.csv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     train, _ = split_rows(rows)
     if args.method == "linearised":
         results = validate_rows(train, simulator=Simulator(profiles=zero_time_profiles()), workers=args.workers)
         print(json.dumps({"split": split_description(), "fit": fit_times(results)}, indent=2))
         return 0
-    import sys
-
     start = None
     if args.start:
-        with open(args.start) as fh:
-            start = json.load(fh)["fit"]
+        try:
+            with open(args.start) as fh:
+                start = json.load(fh)["fit"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            print(f"error: --start {args.start}: not a fit's JSON output ({exc})", file=sys.stderr)
+            return 2
     res = fit_by_simulation(train, workers=args.workers, rounds=args.rounds, start=start,
                             scales_fixed=args.post_run_only,
                             progress=lambda msg: print(msg, file=sys.stderr, flush=True))
