@@ -113,9 +113,7 @@ def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> li
                 if layout.pp > 1:  # micro-batches in flight across the stages
                     cost = PipelinedStepCost(cost, layout.pp)
                 if profile is not None:
-                    from simcluster.perf.framework import ScheduledStepCost
-
-                    from simcluster.perf.framework import model_kind
+                    from simcluster.perf.framework import ScheduledStepCost, model_kind
 
                     cost = ScheduledStepCost(cost, profile, dp=layout.dp, gpu=gpu.name, kind=model_kind(model))
                 if cost_cache is not None:

@@ -252,7 +252,9 @@ def _run_table(rows, profiles: dict, workers: int) -> dict:
 
 def _post_run(params: dict, table: dict, idx, disagg, kinds):
     """TTFT, TPOT of rows ``idx`` from one run's table with the post-run times added (as
-    :meth:`simcluster.validate.simulate.Simulator._metrics` adds them); ``kinds`` are the rows' model
+    :meth:`simcluster.validate.simulate.Simulator._metrics` adds them, except that the simulator
+    clips a hand-over longer than a request's whole output, which no fitted row comes near);
+    ``kinds`` are the rows' model
     kinds (``params["request_overhead_by_kind"]`` overrides the request overhead per kind)."""
     import numpy as np
 
@@ -326,7 +328,7 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
         return float(np.mean(np.abs(ttft[ok] - meas_ttft[idx][ok]) / meas_ttft[idx][ok])
                      + 2.0 * np.mean(np.abs(tpot[ok] - meas_tpot[idx][ok]) / meas_tpot[idx][ok]))
 
-    def descend(f, idx, p, choice, fgroups, grid, pick, by_kind: bool):
+    def descend(idx, p, choice, fgroups, grid, pick, by_kind: bool):
         """Coordinate descent over the post-run times (the request overhead shared, or per kind) and
         the groups' grid indices ``choice``."""
         kinds = [k for k in sorted(set(kind[idx])) if np.sum(kind[idx] == k) >= MIN_ROWS_PER_SCALE]
@@ -383,9 +385,9 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
                         by.setdefault(ch.get(g, neutral), []).append(g)
                     return [(tables[i], np.isin(grp[idx], gs)) for i, gs in by.items()]
 
-                p, choice, best = descend(f, idx, dict(params[f]), choice, fgroups, grid, pick, by_kind=False)
+                p, choice, best = descend(idx, dict(params[f]), choice, fgroups, grid, pick, by_kind=False)
                 if last_round and (which is None or which == 0):  # last stage: the per-kind overheads
-                    p, choice, best = descend(f, idx, p, choice, fgroups, grid, pick, by_kind=True)
+                    p, choice, best = descend(idx, p, choice, fgroups, grid, pick, by_kind=True)
                 params[f] = p
                 for g in (groups if which is not None else []):
                     cur = list(scales[f].get(g, (1.0, 1.0)))
