@@ -214,7 +214,8 @@ def fixed_ratio_study(df: pd.DataFrame) -> dict:
             f = front(gf)
             relaxed = float(f[X].max()) / norm if not f.empty else math.nan
             tight_dyn = best_throughput_at(dyn[X], dyn[Y], y_tight)
-            tight = best_throughput_at(f[X], f[Y], y_tight) / tight_dyn if not f.empty else math.nan
+            tight_fixed = best_throughput_at(f[X], f[Y], y_tight) if not f.empty else math.nan
+            tight = tight_fixed / tight_dyn
             worse = []
             for y in levels:
                 a = best_throughput_at(f[X], f[Y], y)
@@ -222,7 +223,8 @@ def fixed_ratio_study(df: pd.DataFrame) -> dict:
                 if not math.isnan(a):
                     worse.append(a <= b * (1 + 1e-9))
             grp["ratios"][str(ratio)] = {
-                "relaxed_end_normalised": _f(relaxed), "tight_end_vs_dynamic": _f(tight),
+                "relaxed_end_normalised": _f(relaxed), "tight_end_normalised": _f(tight_fixed / norm),
+                "tight_end_vs_dynamic": _f(tight),
                 "dynamic_at_least_as_good_everywhere": bool(all(worse)),
                 "curve": [{"tokens_per_s_per_user": float(a), "normalised": float(b) / norm}
                           for a, b in zip(f[Y], f[X])],
@@ -230,14 +232,19 @@ def fixed_ratio_study(df: pd.DataFrame) -> dict:
         grp["dynamic_curve"] = [{"tokens_per_s_per_user": float(a), "normalised": float(b) / norm}
                                 for a, b in zip(dyn[Y], dyn[X])]
         grp["interactivity_range"] = [y_relaxed, y_tight]
+        grp["dynamic_tight_end_normalised"] = _f(best_throughput_at(dyn[X], dyn[Y], y_tight) / norm)
         r35, r05 = grp["ratios"].get("3.5"), grp["ratios"].get("0.5")
         targets = []
         if r35:
             v = r35["relaxed_end_normalised"]
             targets.append({"id": "B-4", "what": "ratio 3.5 at the relaxed end (normalised)", "ours": v,
                             "paper": 0.971, "within": v is not None and v >= 0.95})
-            v = r35["tight_end_vs_dynamic"]
-            targets.append({"id": "B-4", "what": "ratio 3.5 at the tightest TTL vs dynamic", "ours": v,
+            # The paper's Fig. 10 puts every curve on one axis normalised to the best throughput (its
+            # 0.971 and 0.984 at the relaxed end are on it), so its 0.045 is read there too. Against the
+            # dynamic frontier at the same TTL a fixed ratio R >= r never falls below (1+r)/(1+R) >=
+            # 1/(1+R) = 0.22 for R = 3.5 (plan/ratematch.py), which that reading could not reach.
+            v = r35["tight_end_normalised"]
+            targets.append({"id": "B-4", "what": "ratio 3.5 at the tightest TTL (normalised)", "ours": v,
                             "paper": 0.045, "within": v is not None and v < 0.10})
         if r05:
             v = r05["relaxed_end_normalised"]
