@@ -177,8 +177,8 @@ def test_fixed_ratio_three_and_a_half_near_optimal_at_the_relaxed_end_b4(relaxed
     assert 0.871 <= ours <= 1.0, ours
 
 
-@pytest.mark.xfail(strict=True, reason="every frontier ends at batch 1 on 4-32 GPUs, where the ratio is "
-                   "0.002-0.005 (paper 0.06-0.45): docs/studies.md, B-3")
+@pytest.mark.xfail(strict=True, reason="every frontier ends at batch 1, where the ratio is 0.002-0.005 "
+                   "(paper 0.06-0.45): docs/studies.md, B-3")
 def test_optimal_ratio_at_the_tight_end_within_x2_b3(ratio_points):
     res = ratio_study(ratio_points)
     for m in res["models"]:

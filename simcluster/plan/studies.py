@@ -208,12 +208,12 @@ def fixed_ratio_study(df: pd.DataFrame) -> dict:
         norm = float(dyn[X].max())
         y_relaxed, y_tight = float(dyn[Y].min()), float(dyn[Y].max())
         levels = np.unique(dyn[Y].to_numpy())
+        tight_dyn = best_throughput_at(dyn[X], dyn[Y], y_tight)
         grp = {"model": model, "isl": int(isl), "osl": int(osl), "normaliser_tokens_per_s_per_gpu": norm,
                "ratios": {}}
         for ratio, gf in g[g["ratio"] != "rate_matched"].groupby("ratio"):
             f = front(gf)
             relaxed = float(f[X].max()) / norm if not f.empty else math.nan
-            tight_dyn = best_throughput_at(dyn[X], dyn[Y], y_tight)
             tight_fixed = best_throughput_at(f[X], f[Y], y_tight) if not f.empty else math.nan
             tight = tight_fixed / tight_dyn
             worse = []
@@ -232,7 +232,7 @@ def fixed_ratio_study(df: pd.DataFrame) -> dict:
         grp["dynamic_curve"] = [{"tokens_per_s_per_user": float(a), "normalised": float(b) / norm}
                                 for a, b in zip(dyn[Y], dyn[X])]
         grp["interactivity_range"] = [y_relaxed, y_tight]
-        grp["dynamic_tight_end_normalised"] = _f(best_throughput_at(dyn[X], dyn[Y], y_tight) / norm)
+        grp["dynamic_tight_end_normalised"] = _f(tight_dyn / norm)
         r35, r05 = grp["ratios"].get("3.5"), grp["ratios"].get("0.5")
         targets = []
         if r35:
