@@ -189,12 +189,13 @@ def simulate_bench(cfg: BenchConfig, workload, max_concurrency: int | None) -> d
     prof = get_profile(cfg.backend)
     ok = [r for r in rows if r[5] == "completed"]
     n_in = np.array([r[2] for r in ok], dtype=float)
-    from simcluster.catalog.models import get_model
-    from simcluster.perf.framework import model_kind
+    overhead = np.zeros(len(ok))
+    if cfg.framework_profile:
+        from simcluster.catalog.models import get_model
+        from simcluster.perf.framework import model_kind
 
-    fixed = prof.request_overhead(model_kind(get_model(cfg.model)))
-    overhead = (fixed + prof.request_overhead_per_input_token_s * n_in) if cfg.framework_profile \
-        else np.zeros(len(ok))
+        fixed = prof.request_overhead(model_kind(get_model(cfg.model)))
+        overhead = fixed + prof.request_overhead_per_input_token_s * n_in
     n_out = np.array([r[3] for r in ok], dtype=float)
     arrival = np.array([r[1] for r in ok], dtype=float)
     first = np.array([r[10] for r in ok], dtype=float)
