@@ -64,7 +64,7 @@ def reference() -> str:
         nested: list = []
         _rows(model, f"{prefix}." if prefix else "", rows, nested)
         title = prefix or "top level"
-        lines += [f"## `{title}`", "", (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "), ""]
+        lines += [f"## `{title}`", "", " ".join((model.__doc__ or "").strip().split("\n\n")[0].split()), ""]
         if rows:
             lines += ["| field | type | default | meaning |", "|---|---|---|---|", *rows, ""]
         queue.extend(nested)

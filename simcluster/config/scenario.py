@@ -100,6 +100,32 @@ class ModelSection(_Model):
     )
 
 
+class AttentionDPBalanceSpec(_Model):
+    """TRT-LLM's context balancing across attention-DP ranks (``attention_dp_config`` with
+    ``enable_balance: true``): new prompts wait until every rank has one, for at most
+    ``timeout_iters`` iterations, so that the ranks, which step in lockstep for the expert layers,
+    prefill together. Defaults: TRT-LLM's ``AttentionDpConfig``."""
+
+    timeout_iters: PositiveInt = Field(
+        50, description="iterations after which waiting prompts are scheduled anyway (TRT-LLM default 50)"
+    )
+    batching_wait_iters: NonNegativeInt = Field(
+        10, description="once every rank has a prompt, iterations to wait for more (TRT-LLM default 10)"
+    )
+
+
+class BatchWaitSpec(_Model):
+    """TRT-LLM's delayed batching of prompts (``batch_wait_timeout_iters``,
+    ``batch_wait_max_tokens_ratio``; instances without attention DP): while sequences decode, new
+    prompts wait until the step would carry ``max_tokens_ratio`` of the token budget, for at most
+    ``timeout_iters`` iterations. TRT-LLM's defaults (0, 0) leave it off."""
+
+    timeout_iters: NonNegativeInt = Field(0, description="iterations a prompt may be held back")
+    max_tokens_ratio: float = Field(
+        0.0, ge=0.0, le=1.0, description="prompts go once prompt + decode tokens reach this share of the budget"
+    )
+
+
 class PoolSpec(_Model):
     """A pool of identical instances. One instance = one model replica on ``layout`` GPUs."""
 
@@ -110,6 +136,12 @@ class PoolSpec(_Model):
     chunked_prefill: bool = Field(True, description="split long prompts into chunks under the token budget")
     max_queue: PositiveInt = Field(
         4096, description="bounded waiting queue per instance; a request finding every queue full is rejected"
+    )
+    attention_dp_balance: Optional[AttentionDPBalanceSpec] = Field(
+        None, description="TRT-LLM attention-DP context balancing (layouts with dp > 1); null = off"
+    )
+    batch_wait: Optional[BatchWaitSpec] = Field(
+        None, description="TRT-LLM delayed batching of prompts (layouts without dp); null = off"
     )
 
 

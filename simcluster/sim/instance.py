@@ -125,6 +125,32 @@ class Instance:
         self.hbm_bytes = 0.0
         self._record_steps = engine.recorder.steps is not None
 
+        # TRT-LLM attention-DP context balancing (pools.*.attention_dp_balance, see _adp_gate).
+        # Counters are in steps of this instance: with speculative decoding a decode step is
+        # 1 / acceptance length of an iteration, so the iteration counts are scaled by it.
+        # TRT-LLM's delayed batching (pools.*.batch_wait, see _batch_wait_gate), without attention DP.
+        self._adp = None
+        self._bw = None
+        adp = getattr(pool_spec, "attention_dp_balance", None)
+        bw = getattr(pool_spec, "batch_wait", None)
+        if adp is not None or bw is not None:
+            from simcluster.perf.layout import Layout
+
+            dp = Layout.parse(pool_spec.layout).dp
+            al = float(getattr(cost, "spec_al", 1.0) or 1.0)
+            if adp is not None and dp > 1:
+                self._adp = (dp, max(1, round(adp.timeout_iters * al)), round(adp.batching_wait_iters * al))
+            if bw is not None and dp == 1 and bw.timeout_iters > 0 and bw.max_tokens_ratio > 0:
+                # tokens as the engine's budget counts them (a decode is one)
+                self._bw = (round(bw.timeout_iters * al), bw.max_tokens_ratio * self.budget)
+        self._adp_count = 0  # steps counted towards the timeout (TRT-LLM adp_ctx_waiting_iters_count)
+        self._adp_wait = 0  # steps waited with every rank holding a prompt (adp_ctx_batching_wait_iters_count)
+        self._bw_count = 0  # steps prompts were held by delayed batching (batch_wait_iters_count)
+        # what the step or run in progress counts: 0 nothing, 1 the timeout, 2 the batching wait,
+        # 3 delayed batching
+        self._adp_mode = 0
+        self._adp_limit = 0  # at most this many steps before the gate must be looked at again (0: no limit)
+
     # ------------------------------------------------------------------ load signals (router, timeline)
     @property
     def queue_depth(self) -> int:
@@ -437,10 +463,70 @@ class Instance:
         return -1
 
     # ------------------------------------------------------------------ scheduler
-    def _build_prefill(self, budget: int):
-        """Chunks for this step: continue admitted prefills FCFS, then admit from the queue."""
+    def _adp_gate(self, B: int) -> bool:
+        """May waiting prompts be admitted now? TRT-LLM's ``_balance_adp_requests``, evaluated once per
+        planned step or run with ``B`` running sequences on ``dp`` ranks. Sets what the steps that
+        follow count (``_adp_mode``) and how many may run before the gate is looked at again."""
+        dp, timeout, wait = self._adp
+        self._adp_mode = 0
+        self._adp_limit = 0
+        if B < dp:  # some rank has no generation request: no reason to hold prompts back
+            self._adp_count = 0
+            return True
+        if len(self.waiting) >= dp and B < dp * self.max_seqs:  # every rank has a prompt and a free slot
+            self._adp_count = 0
+            if self._adp_wait < wait:
+                self._adp_mode = 2
+                self._adp_limit = wait - self._adp_wait
+                return False
+            self._adp_wait = 0
+            return True
+        if self._adp_count >= timeout:
+            self._adp_count = 0
+            return True
+        self._adp_mode = 1
+        if self.waiting:
+            self._adp_limit = timeout - self._adp_count
+        return False
+
+    def _batch_wait_gate(self, B: int) -> bool:
+        """TRT-LLM's ``_waiting_requests``: with sequences decoding and prompts waiting, hold the
+        prompts while fewer than ``timeout`` steps were held and prompt tokens + decode tokens stay
+        under the threshold."""
+        self._adp_mode = 0
+        self._adp_limit = 0
+        if not (B and self.waiting):
+            return True
+        timeout, threshold = self._bw
+        tokens = B
+        for req in self.waiting:
+            tokens += req.prefill_target - req.prefill_done
+            if tokens >= threshold:
+                break
+        if self._bw_count < timeout and tokens < threshold:
+            self._adp_mode = 3
+            self._adp_limit = timeout - self._bw_count
+            return False
+        self._bw_count = 0
+        return True
+
+    def _adp_advance(self, steps: int) -> None:
+        """``steps`` steps done under the gate's current decision."""
+        mode = self._adp_mode
+        if mode == 1:
+            self._adp_count += steps
+            if not self._adp_limit:  # planned with nothing held: the counter ran on, resetting at the timeout
+                self._adp_count %= self._adp[1]
+        elif mode == 2:
+            self._adp_wait += steps
+        elif mode == 3:
+            self._bw_count += steps
+
+    def _build_prefill(self, budget: int, admit: bool = True):
+        """Chunks for this step: continue admitted prefills FCFS, then admit from the queue (unless
+        ``admit`` is false)."""
         chunks: list[tuple[Request, int]] = []
-        seqs = len(self.running) + len(self.prefilling)
+        seqs = len(self.running) + len(self.prefilling) if admit else self.max_seqs
         for req in self.prefilling:
             if budget <= 0:
                 break
@@ -491,9 +577,14 @@ class Instance:
             self.pending_join.clear()
 
             B = len(self.running)
+            admit = True
+            if self._adp is not None:
+                admit = self._adp_gate(B)
+            elif self._bw is not None:
+                admit = self._batch_wait_gate(B)
             if self.waiting or self.prefilling:
                 self._reserve = self._blocks_short(1) if (B and self.waiting) else 0
-                chunks = self._build_prefill(self.budget - B)
+                chunks = self._build_prefill(self.budget - B, admit)
             else:
                 chunks = []
             if not chunks and B == 0:
@@ -524,6 +615,8 @@ class Instance:
             # pure decode: one run of identical-batch steps
             nf = self._next_finish_step()
             n = max(1, nf - self.steps_done)
+            if self._adp_limit and n > self._adp_limit:
+                n = self._adp_limit
             if self._blocks_short(n) > self.kv.available:
                 lo, hi = 0, n  # largest feasible run length by bisection
                 while lo < hi:
@@ -571,6 +664,8 @@ class Instance:
         self._account(st)
         self.engine.record_step(self, start, "mixed" if B else "prefill", 1, B + len(chunks),
                                 shape.prefill_tokens, B, shape.decode_context_tokens, st)
+        if self._adp_mode:
+            self._adp_advance(1)
         self._complete_decode_steps(1, start)
         self._complete_prefill(chunks)
         self._next()
@@ -592,6 +687,8 @@ class Instance:
             self.busy_time += self._cum_k(j)
             self.flops += flops
             self.hbm_bytes += hbm
+        if self._adp_mode:
+            self._adp_advance(j)
         self._complete_decode_steps(j, start)
         self._next()
 

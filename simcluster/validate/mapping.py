@@ -72,6 +72,11 @@ class PoolPlanSpec:
     max_num_seqs: int
     max_num_batched_tokens: int
     chunked_prefill: bool
+    # TRT-LLM attention-DP context balancing: None (off), or the (key, value) pairs its recipe sets
+    # (pools.*.attention_dp_balance; the scenario's defaults are TRT-LLM's for the rest)
+    adp_balance: tuple | None = None
+    # TRT-LLM delayed batching of prompts (pools.*.batch_wait): None, or its (key, value) pairs
+    batch_wait: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -296,8 +301,21 @@ def map_row(row: SiliconRow, profiles: dict | None = None) -> Setup | Unsupporte
         b_agg, seqs = recipe_budget(row.backend, settings, budget, per, dp, spec_tokens)
         if settings:
             notes.append(f"recipe launch flags: {', '.join(f'{k} {v}' for k, v in sorted(settings.items()))}")
+        adp = None
+        if row.backend == "trtllm" and dp > 1 and settings.get("adp_balance"):
+            # the script's attention_dp_config (TRT-LLM's defaults where it is silent)
+            adp = tuple((k, int(settings[key])) for k, key in (("timeout_iters", "adp_timeout_iters"),
+                                                          ("batching_wait_iters", "adp_wait_iters"))
+                        if key in settings)
+            notes.append("attention-DP context balancing" + "".join(f", {k} {v}" for k, v in adp))
+        bw = None
+        if row.backend == "trtllm" and dp == 1 and settings.get("bw_timeout_iters") and settings.get(
+                "bw_max_tokens_ratio"):
+            bw = (("timeout_iters", int(settings["bw_timeout_iters"])),
+                  ("max_tokens_ratio", float(settings["bw_max_tokens_ratio"])))
+            notes.append(f"delayed batching: timeout_iters {bw[0][1]}, max_tokens_ratio {bw[1][1]}")
         pools["colocated"] = PoolPlanSpec(layout, replicas, seqs or max(profile.max_num_seqs * dp, per), b_agg,
-                                          profile.chunked_prefill)
+                                          profile.chunked_prefill, adp, bw)
         mode = "colocated"
     else:
         pre, dec = row.prefill, row.decode

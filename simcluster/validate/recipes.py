@@ -181,8 +181,11 @@ def _entry_settings(repo: str, sha: str, rec: dict, blobs: dict, evaluated: dict
 
 
 def build_index(repo: str | Path, since: str = "2025-09-01", until: str = "2026-06-01") -> dict:
-    """Every search-space entry of the master config of a clone of InferenceX between two dates,
-    with the first and last date (commit dates) it was in force."""
+    """Every search-space entry of the master config of a clone of InferenceX committed on a day
+    in ``[since, until)``, with the first and last date it was in force. Days are the commits' own
+    (author) dates in their own time zones, the dates the index records: git would read a bare
+    ``--until`` date as that day at the current time of day, and the index would depend on when it
+    was built."""
     import subprocess
 
     import yaml
@@ -193,10 +196,14 @@ def build_index(repo: str | Path, since: str = "2025-09-01", until: str = "2026-
     evaluated: dict = {}
     head = subprocess.check_output(["git", "-C", repo, "rev-parse", "HEAD"]).decode().strip()
     for path in MASTER_PATHS:
+        lo = (_dt.date.fromisoformat(since) - _dt.timedelta(days=2)).isoformat()
+        hi = (_dt.date.fromisoformat(until) + _dt.timedelta(days=2)).isoformat()
         log = subprocess.check_output(["git", "-C", repo, "log", "--format=%H %ad", "--date=short",
-                                       f"--since={since}", f"--until={until}", "--", path]).decode()
+                                       f"--since={lo}", f"--until={hi}", "--", path]).decode()
         for line in log.splitlines():
             sha, date = line.split()
+            if not since <= date < until:
+                continue
             try:
                 text = subprocess.check_output(["git", "-C", repo, "show", f"{sha}:{path}"],
                                                stderr=subprocess.DEVNULL).decode()
@@ -427,6 +434,14 @@ SETTINGS = {
     "max_seqs": ("--max-num-seqs", "max-num-seqs", "--max-running-requests"),
     "kv": ("--kv-cache-dtype", "kv-cache-dtype", "dtype"),
     "recv_interval": ("--scheduler-recv-interval",),
+    # TRT-LLM ``attention_dp_config`` (here-document of the extra LLM-API options): the context
+    # balancing of attention-DP ranks (1 = on) and its two iteration counts
+    "adp_balance": ("enable_balance",),
+    "adp_timeout_iters": ("timeout_iters",),
+    "adp_wait_iters": ("batching_wait_iters",),
+    # ... and its delayed batching of prompts without attention DP
+    "bw_timeout_iters": ("batch_wait_timeout_iters",),
+    "bw_max_tokens_ratio": ("batch_wait_max_tokens_ratio",),
 }
 _ARITH = re.compile(r"\$\(\((.*?)\)\)")
 _VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
@@ -538,6 +553,12 @@ def _flags(line: str, out: dict) -> None:
             m = re.search(rf"(?:^|\s){re.escape(k)}\s*[:=]?\s*\"?([\w.\-]+)", line)
             if m and not (name == "kv" and k == "dtype" and not re.match(r"^\s*dtype:", line)):
                 v = m.group(1)
+                if v.lower() in ("true", "false"):
+                    out[name] = int(v.lower() == "true")
+                    continue
+                if name.endswith("_ratio"):
+                    out[name] = float(v) if re.match(r"^[\d.]+$", v) else out.get(name)
+                    continue
                 out[name] = v.lower() if name == "kv" else (int(float(v)) if re.match(r"^[\d.]+$", v) else out.get(name))
 
 

@@ -128,6 +128,10 @@ def scenario_dict(setup: Setup, pools: dict[str, PoolPlanSpec], *, seed: int = 0
             "max_num_batched_tokens": int(p.max_num_batched_tokens), "chunked_prefill": bool(p.chunked_prefill),
             "max_queue": 10**9,
         }
+        if p.adp_balance is not None:
+            pool_sections[role]["attention_dp_balance"] = dict(p.adp_balance)
+        if p.batch_wait is not None:
+            pool_sections[role]["batch_wait"] = dict(p.batch_wait)
     return {
         "name": f"silicon:{setup.row.id}",
         "seed": seed,
