@@ -104,3 +104,38 @@ def test_user_errors_exit_2_with_one_line(capsys, args, needle):
     assert main(["bench", "serve", "--num-prompts", "4", *args]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_trtllm_api_options_set_the_pool_and_name_what_is_not_simulated(tmp_path, capsys):
+    opts = tmp_path / "extra.yaml"
+    opts.write_text("attention_dp_config:\n  enable_balance: true\n  timeout_iters: 60\n  batching_wait_iters: 0\n"
+                    "batch_wait_timeout_iters: 40\nbatch_wait_max_tokens_ratio: 0.8\nmax_num_tokens: 4096\n"
+                    "max_batch_size: 64\nstream_interval: 10\nkv_cache_config:\n  dtype: fp8\n")
+    args = ["bench", "serve", "--backend", "trtllm", "--model", "gpt-oss-120b", "--gpu", "h100_sxm", "-q", "mxfp4",
+            "-dp", "2", "--enable-expert-parallel", "--num-prompts", "16", "--input-len", "256", "--output-len", "16",
+            "--max-concurrency", "8", "--extra-llm-api-options", str(opts)]
+    assert main([*args, "--json"]) == 0
+    m = _json(capsys)
+    pool = m["scenario"]["pools"]["colocated"]
+    assert pool["attention_dp_balance"] == {"timeout_iters": 60, "batching_wait_iters": 0}
+    assert pool["batch_wait"] == {"timeout_iters": 40, "max_tokens_ratio": 0.8}
+    assert pool["max_num_batched_tokens"] == 2 * 4096 and pool["max_num_seqs"] == 2 * 64  # per DP rank
+    assert m["llm_api_options_not_simulated"] == ["stream_interval", "kv_cache_config"]
+    assert m["successful_requests"] == 16
+    assert main(args) == 0
+    assert "LLM-API options not simulated: stream_interval, kv_cache_config" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text,backend,needle", [
+    ("attention_dp_config:\n  enable_balance: true\n  timeout_iters: -1\n", "trtllm", "timeout_iters"),
+    ("batch_wait_max_tokens_ratio: 1.5\n", "trtllm", "batch_wait_max_tokens_ratio"),
+    ("attention_dp_config: [1, 2]\n", "trtllm", "attention_dp_config"),
+    ("max_num_tokens: [oops\n", "trtllm", "not valid YAML"),
+    ("max_num_tokens: 4096\n", "vllm", "--backend trtllm"),
+])
+def test_trtllm_api_option_errors_exit_2_naming_the_file_and_key(tmp_path, capsys, text, backend, needle):
+    opts = tmp_path / "extra.yaml"
+    opts.write_text(text)
+    assert main(["bench", "serve", "--backend", backend, "--num-prompts", "4", "--extra-llm-api-options", str(opts)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

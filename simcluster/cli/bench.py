@@ -49,6 +49,10 @@ class BenchConfig:
     gpu_memory_utilization: float
     framework_profile: bool
     seed: int
+    # pool settings from TRT-LLM's --extra_llm_api_options YAML (see trtllm_api_options), and the
+    # keys of that file that the simulation does not model
+    pool_options: tuple = ()
+    ignored_options: tuple = ()
 
 
 def _weights_format(dtype: str, quantization: str | None) -> str:
@@ -82,6 +86,75 @@ def layout_of(cfg: BenchConfig, model) -> tuple[str, int]:
     return f"tp={cfg.tp},dp={cfg.dp},ep=1,tpf={n},pp={cfg.pp}", 1
 
 
+# TRT-LLM LLM-API options (trtllm-serve --extra_llm_api_options FILE.yaml) that the engine models
+_TRT_TOP_KEYS = ("attention_dp_config", "batch_wait_timeout_iters", "batch_wait_max_tokens_ratio", "max_num_tokens",
+                 "max_batch_size")
+
+
+def trtllm_api_options(path: str) -> tuple[dict, list[str]]:
+    """Pool settings from a TRT-LLM ``--extra_llm_api_options`` YAML file, and the keys it has that the
+    simulation does not model. Modelled: ``attention_dp_config`` (``enable_balance``,
+    ``timeout_iters``, ``batching_wait_iters``: attention-DP context balancing),
+    ``batch_wait_timeout_iters`` / ``batch_wait_max_tokens_ratio`` (delayed batching),
+    ``max_num_tokens`` and ``max_batch_size`` (per attention-DP rank). Bad values are user errors
+    naming the file and key."""
+    import yaml
+
+    where = "--extra-llm-api-options"
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})", where=where) from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})", where=where) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of LLM API options", where=where)
+
+    def number(d: dict, key: str, name: str, kind=int, lo: float = 0, hi: float = math.inf):
+        v = d[key]
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or float(v).is_integer())
+        if not ok or not lo <= v <= hi:
+            span = f">= {lo:g}" if hi == math.inf else f"in [{lo:g}, {hi:g}]"
+            raise UserError(f"{path}: {name} must be {'an integer' if kind is int else 'a number'} {span}, "
+                            f"got {v!r}", where=where)
+        return kind(v)
+
+    out: dict = {}
+    ignored = [k for k in data if k not in _TRT_TOP_KEYS]
+    adp = data.get("attention_dp_config")
+    if adp is not None:
+        if not isinstance(adp, dict):
+            raise UserError(f"{path}: attention_dp_config must be a mapping", where=where)
+        ignored += [f"attention_dp_config.{k}" for k in adp if k not in ("enable_balance", "timeout_iters",
+                                                                        "batching_wait_iters")]
+        if adp.get("enable_balance") not in (None, True, False):
+            raise UserError(f"{path}: attention_dp_config.enable_balance must be true or false", where=where)
+        if adp.get("enable_balance"):
+            bal = {}
+            if "timeout_iters" in adp:
+                bal["timeout_iters"] = number(adp, "timeout_iters", "attention_dp_config.timeout_iters", lo=1)
+            if "batching_wait_iters" in adp:
+                bal["batching_wait_iters"] = number(adp, "batching_wait_iters",
+                                                    "attention_dp_config.batching_wait_iters")
+            out["attention_dp_balance"] = bal
+    bw = {}
+    if "batch_wait_timeout_iters" in data:
+        bw["timeout_iters"] = number(data, "batch_wait_timeout_iters", "batch_wait_timeout_iters")
+    if "batch_wait_max_tokens_ratio" in data:
+        bw["max_tokens_ratio"] = number(data, "batch_wait_max_tokens_ratio", "batch_wait_max_tokens_ratio",
+                                        kind=float, hi=1.0)
+    if bw:
+        out["batch_wait"] = bw
+    if "max_num_tokens" in data:
+        out["max_num_tokens"] = number(data, "max_num_tokens", "max_num_tokens", lo=1)
+    if "max_batch_size" in data:
+        out["max_batch_size"] = number(data, "max_batch_size", "max_batch_size", lo=1)
+    return out, ignored
+
+
 def bench_scenario(cfg: BenchConfig, *, max_concurrency: int | None, input_len: int, output_len: int) -> dict:
     """The scenario a bench command simulates (its workload section is replaced by the command's)."""
     from simcluster.catalog.gpus import get_gpu
@@ -96,12 +169,16 @@ def bench_scenario(cfg: BenchConfig, *, max_concurrency: int | None, input_len: 
     layout, instances = layout_of(cfg, model)
     # the framework's budget and sequence cap are per attention-DP rank (each rank schedules its own batch)
     dp = max(1, Layout.parse(layout).dp)
+    extra = dict(cfg.pool_options)
+    per_rank_seqs = extra.pop("max_batch_size", None) or prof.max_num_seqs
+    per_rank_tokens = extra.pop("max_num_tokens", None) or default_chunk_budget(prof, gpu.memory_bytes)
     pool = {
         "instances": instances, "layout": layout,
-        "max_num_seqs": int(cfg.max_num_seqs or prof.max_num_seqs * dp),
-        "max_num_batched_tokens": int(cfg.max_num_batched_tokens or default_chunk_budget(prof, gpu.memory_bytes) * dp),
+        "max_num_seqs": int(cfg.max_num_seqs or per_rank_seqs * dp),
+        "max_num_batched_tokens": int(cfg.max_num_batched_tokens or per_rank_tokens * dp),
         "chunked_prefill": prof.chunked_prefill if cfg.chunked_prefill is None else bool(cfg.chunked_prefill),
         "max_queue": 10**9,
+        **extra,
     }
     return {
         "name": f"bench-{cfg.backend}-{model.name}-{gpu.name}",
@@ -228,6 +305,7 @@ def simulate_bench(cfg: BenchConfig, workload, max_concurrency: int | None) -> d
         "latency_s": _stats(e2e),
         "max_concurrency": max_concurrency,
         "scenario": data,
+        **({"llm_api_options_not_simulated": list(cfg.ignored_options)} if cfg.ignored_options else {}),
         "gpus": stats.gpus,
     }
 
@@ -301,6 +379,9 @@ def _deployment_options(f):
                      help="Weights format: fp8, fp8_block, nvfp4, mxfp4, int4 (awq/gptq), ..."),
         click.option("--kv-cache-dtype", default="auto", show_default=True, help="auto, bf16, fp8, ..."),
         click.option("--gpu-memory-utilization", type=click.FloatRange(0.01, 1.0), default=0.9, show_default=True),
+        click.option("--extra-llm-api-options", "extra_llm_api_options", type=click.Path(dir_okay=False), default=None,
+                     help="TRT-LLM: its LLM-API options YAML (trtllm-serve --extra_llm_api_options): attention_dp_config, "
+                          "batch_wait_*, max_num_tokens, max_batch_size are simulated."),
         click.option("--no-scheduler-profile", "no_profile", is_flag=True,
                      help="Price GPU work only: no CUDA-graph padding, CPU overheads or request overhead."),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
@@ -341,11 +422,17 @@ def _config(kw: dict) -> BenchConfig:
     get_format(weights, field="--quantization" if kw["quantization"] else "--dtype")
     kv = _kv_format(kw["kv_cache_dtype"], kw["backend"], weights)
     get_format(kv, field="--kv-cache-dtype")
+    opts, ignored = {}, []
+    if kw.get("extra_llm_api_options"):
+        if kw["backend"] != "trtllm":
+            raise UserError("TRT-LLM's LLM-API options need --backend trtllm", where="--extra-llm-api-options")
+        opts, ignored = trtllm_api_options(kw["extra_llm_api_options"])
     return BenchConfig(model=kw["model"], gpu=kw["gpu"], backend=kw["backend"], tp=kw["tp"], pp=kw["pp"], dp=kw["dp"],
                        expert_parallel=kw["expert_parallel"], weights=weights, kv_cache=kv,
                        max_num_seqs=kw["max_num_seqs"], max_num_batched_tokens=kw["max_num_batched_tokens"],
                        chunked_prefill=kw["chunked_prefill"], gpu_memory_utilization=kw["gpu_memory_utilization"],
-                       framework_profile=not kw["no_profile"], seed=kw["seed"])
+                       framework_profile=not kw["no_profile"], seed=kw["seed"],
+                       pool_options=tuple(sorted(opts.items())), ignored_options=tuple(ignored))
 
 
 def _emit(obj: dict, as_json: bool, text: str) -> None:
@@ -364,8 +451,11 @@ def _json_default(o):
 
 
 def _header(cfg: BenchConfig) -> str:
-    return (f"simulated {cfg.backend} · {cfg.model} · {cfg.weights} weights, {cfg.kv_cache} KV · "
+    head = (f"simulated {cfg.backend} · {cfg.model} · {cfg.weights} weights, {cfg.kv_cache} KV · "
             f"{cfg.dp}×{cfg.tp}×{cfg.pp} {cfg.gpu} (DP×TP×PP)")
+    if cfg.ignored_options:
+        head += "\nLLM-API options not simulated: " + ", ".join(cfg.ignored_options)
+    return head
 
 
 @click.group("bench")
