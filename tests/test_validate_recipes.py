@@ -124,3 +124,93 @@ def test_recipe_budgets_are_per_rank_and_count_tokens_as_each_framework_does():
     assert recipe_budget("trtllm", {"budget": 1152}, 8192, 256, 4, 1) == ((1152 - 64) * 4, 0)
     # no recipe: the framework default, per rank
     assert recipe_budget("sglang", {}, 16384, 64, 8, 0) == (16384 * 8, 0)
+
+
+TRT_SCRIPT = """CUDA_GRAPH_MAX_BATCH_SIZE=$CONC
+DELAY_BATCHING="false"
+if [[ "$ISL" == "1024" && "$OSL" == "1024" ]]; then
+    if [[ $CONC -ge 64 ]]; then
+        DELAY_BATCHING="true"
+    fi
+fi
+cat > $EXTRA_CONFIG_FILE << EOF
+enable_attention_dp: $DP_ATTENTION
+kv_cache_config:
+    dtype: fp8
+EOF
+if [[ "$DP_ATTENTION" == "true" ]]; then
+    cat << EOF >> $EXTRA_CONFIG_FILE
+attention_dp_config:
+    batching_wait_iters: 0
+    enable_balance: true
+    timeout_iters: 60
+EOF
+fi
+if [[ "$DELAY_BATCHING" == "true" ]]; then
+    cat << EOF >> $EXTRA_CONFIG_FILE
+batch_wait_timeout_iters: 40
+batch_wait_max_tokens_ratio: 0.8
+EOF
+fi
+MAX_NUM_TOKENS=8192
+trtllm-serve $MODEL --max_num_tokens=$MAX_NUM_TOKENS --tp_size=$TP
+"""
+
+
+@pytest.mark.parametrize("env, want", [
+    ({"DP_ATTENTION": "true", "CONC": 64, "ISL": 1024, "OSL": 1024},
+     {"kv": "fp8", "adp_balance": 1, "adp_timeout_iters": 60, "adp_wait_iters": 0, "bw_timeout_iters": 40,
+      "bw_max_tokens_ratio": 0.8, "budget": 8192}),
+    ({"DP_ATTENTION": "false", "CONC": 64, "ISL": 1024, "OSL": 1024},
+     {"kv": "fp8", "bw_timeout_iters": 40, "bw_max_tokens_ratio": 0.8, "budget": 8192}),
+    ({"DP_ATTENTION": "false", "CONC": 32, "ISL": 8192, "OSL": 1024}, {"kv": "fp8", "budget": 8192}),
+])
+def test_trtllm_scheduler_holds_are_read_from_the_extra_options_here_documents(env, want):
+    assert script_settings(TRT_SCRIPT, env) == want
+
+
+def test_the_index_window_is_by_the_commits_own_day_not_the_build_time(tmp_path):
+    import subprocess
+
+    from simcluster.validate.recipes import build_index
+
+    repo = tmp_path / "ix"
+    (repo / ".github" / "configs").mkdir(parents=True)
+    git = ["git", "-C", str(repo)]
+    subprocess.run(git + ["init", "-q"], check=True)
+
+    def commit(conc: int, when: str) -> None:
+        (repo / ".github" / "configs" / "nvidia-master.yaml").write_text(
+            "dsr1-fp4-b200-trt:\n  image: img\n  model-prefix: dsr1\n  precision: fp4\n  framework: trt\n"
+            f"  seq-len-configs:\n  - isl: 1024\n    osl: 1024\n    search-space:\n    - {{tp: 8, conc-list: [{conc}]}}\n")
+        env = {"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when, "GIT_AUTHOR_NAME": "t",
+               "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
+               "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+        subprocess.run(git + ["add", "-A"], check=True, env=env)
+        subprocess.run(git + ["commit", "-q", "-m", str(conc)], check=True, env=env)
+
+    commit(4, "2026-05-14T20:43:00-07:00")  # the 14th where it was made (the 15th in UTC): inside
+    commit(8, "2026-05-15T13:00:00-04:00")  # the 15th: outside [since, until)
+    idx = build_index(repo, since="2026-05-01", until="2026-05-15")
+    assert [(e["conc"], e["first"], e["last"]) for e in idx["entries"]] == [([4], "2026-05-14", "2026-05-14")]
+
+
+
+def test_recipe_scheduler_holds_reach_the_simulated_pool():
+    from conftest import shared_path
+    from simcluster.validate.silicon import read_silicon_csv
+    from simcluster.validate.simulate import scenario_dict
+
+    rows, _ = read_silicon_csv(shared_path("validation", "silicon_sample_dev.csv"))
+    by_line = {r.line: r for r in rows}
+    # DeepSeek-R1 FP8 on 8 B200, TRT-LLM with attention DP (DEP8), 1k/8k at concurrency 128
+    dep = map_row(by_line[1422])
+    assert dep.pools["colocated"].layout.startswith("tp=1,dp=8")
+    assert dep.pools["colocated"].adp_balance == (("timeout_iters", 60), ("batching_wait_iters", 0))
+    assert scenario_dict(dep, dep.pools)["pools"]["colocated"]["attention_dp_balance"] == {
+        "timeout_iters": 60, "batching_wait_iters": 0}
+    # the same model with TP 8 at 1k/1k and concurrency 128: delayed batching instead
+    tp = map_row(by_line[207])
+    assert tp.pools["colocated"].adp_balance is None
+    assert scenario_dict(tp, tp.pools)["pools"]["colocated"]["batch_wait"] == {"timeout_iters": 40,
+                                                                               "max_tokens_ratio": 0.8}

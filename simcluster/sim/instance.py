@@ -465,15 +465,18 @@ class Instance:
     # ------------------------------------------------------------------ scheduler
     def _adp_gate(self, B: int) -> bool:
         """May waiting prompts be admitted now? TRT-LLM's ``_balance_adp_requests``, evaluated once per
-        planned step or run with ``B`` running sequences on ``dp`` ranks. Sets what the steps that
-        follow count (``_adp_mode``) and how many may run before the gate is looked at again."""
+        planned step or run with ``B`` running sequences on ``dp`` ranks. The instance keeps one queue,
+        not one per rank: TRT-LLM hands each new request to the rank with the fewest active ones, so
+        ``dp`` waiting prompts are taken as one on every rank, and ``B < dp`` as a rank without a
+        running sequence. Sets what the steps that follow count (``_adp_mode``) and how many may run
+        before the gate is looked at again."""
         dp, timeout, wait = self._adp
         self._adp_mode = 0
         self._adp_limit = 0
         if B < dp:  # some rank has no generation request: no reason to hold prompts back
             self._adp_count = 0
             return True
-        if len(self.waiting) >= dp and B < dp * self.max_seqs:  # every rank has a prompt and a free slot
+        if len(self.waiting) >= dp and B < self.max_seqs:  # every rank has a prompt and a free slot
             self._adp_count = 0
             if self._adp_wait < wait:
                 self._adp_mode = 2
