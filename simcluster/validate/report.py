@@ -21,7 +21,7 @@ GROUPS = ("system", "backend", "model", "mode")
 
 PRED_COLUMNS = ("predicted_ttft_ms", "predicted_tpot_ms", "ttft_error_pct", "tpot_error_pct", "status", "reason",
                 "sim_layout", "sim_weights", "sim_kv_cache", "sim_concurrency", "sim_prefill_workers",
-                "sim_decode_workers", "sim_notes")
+                "sim_decode_workers", "sim_notes", "sim_ttft_first_wave_ms", "sim_ttft_steady_ms")
 
 
 def _ape(pred: float, meas: float) -> float:
@@ -157,6 +157,7 @@ def write_predictions(path: str | Path, results, columns: list[str]) -> None:
                 pred.prefill_workers if pred and pred.prefill_workers else "",
                 pred.decode_workers if pred and pred.decode_workers else "",
                 " | ".join(s.notes) if s else "",
+                _num(pred.ttft_first_wave_ms) if pred else "", _num(pred.ttft_steady_ms) if pred else "",
             ])
 
 

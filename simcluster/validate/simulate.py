@@ -49,6 +49,10 @@ class Prediction:
     # (what a shift of the first token moves TPOT by); the fit adds its post-run times with them
     input_tokens_mean: float = math.nan
     inv_steps_mean: float = math.nan
+    # the mean TTFT (as the client sees it) of the benchmark's start-up wave and of the requests
+    # after it: how much of the weighted mean comes from the burst at the start
+    ttft_first_wave_ms: float = math.nan
+    ttft_steady_ms: float = math.nan
 
 
 class _Sink:
@@ -313,5 +317,8 @@ class Simulator:
         tpot_ms = float(np.average(tpot[multi], weights=w[multi])) * 1e3 if multi.any() else math.nan
         in_mean = float(np.average(n_in, weights=w))
         inv_steps = float(np.average(1.0 / steps[multi], weights=w[multi])) if multi.any() else math.nan
+        first_ms = float(np.mean(ttft[first_wave])) * 1e3 if first_wave.any() else math.nan
+        steady_ms = float(np.mean(ttft[~first_wave])) * 1e3 if n_steady else math.nan
         return Prediction(ttft_ms, tpot_ms, len(rows), len(ok), sim_time, n_pre, n_dec,
-                          input_tokens_mean=in_mean, inv_steps_mean=inv_steps)
+                          input_tokens_mean=in_mean, inv_steps_mean=inv_steps,
+                          ttft_first_wave_ms=first_ms, ttft_steady_ms=steady_ms)
