@@ -60,6 +60,24 @@ def test_sglang_runs_prefill_as_its_own_pass_while_vllm_fuses_it():
     assert fused.step(mixed).latency_s < two_passes  # one pass reads the weights once
 
 
+def test_a_fused_step_scales_its_decode_share_as_decode_and_its_prompt_share_as_prefill():
+    # GPU-time scales (decode 0.8, prefill 0.5): in one fused pass of 64 decodes and a 2k-token
+    # prompt, the decodes' own cost takes the decode scale and what the prompt adds the prefill one
+    # (before, the whole pass took the prefill scale, which made loaded decode steps too cheap)
+    base = _base()
+    kind_scales = (("h100_sxm", "dense", 0.8, 0.5),)
+    prof = PROFILES["vllm"].with_(gpu_time_scales=kind_scales, cuda_graph_sizes=(), **BARE)
+    cost = ScheduledStepCost(base, prof, gpu="h100_sxm", kind="dense")
+    mixed = BatchShape(prefill_tokens=2048, prefill_seqs=1, prefill_attn_pairs=2048 * 2049 / 2, decode_seqs=64,
+                       decode_context_tokens=64 * 1000)
+    dec = base.step(BatchShape(decode_seqs=64, decode_context_tokens=64 * 1000)).latency_s
+    full = base.step(mixed).latency_s
+    assert cost.step(mixed).latency_s == pytest.approx(0.8 * dec + 0.5 * (full - dec), rel=1e-9)
+    assert cost.step(mixed).flops == pytest.approx(base.step(mixed).flops, rel=1e-12)  # work is not scaled
+    alone = BatchShape(2048, 1, 2048 * 2049 / 2, 0)
+    assert cost.step(alone).latency_s == pytest.approx(0.5 * base.step(alone).latency_s, rel=1e-9)
+
+
 def test_tp_all_reduces_use_the_frameworks_custom_kernel_for_small_messages():
     from simcluster.perf.calibration.ops import CalibratedOps
 

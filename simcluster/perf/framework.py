@@ -229,7 +229,7 @@ PROFILES: dict[str, FrameworkProfile] = {
         first_token_at="first_decode_step",
         gpu_time_scales=(  # (GPU, model kind, decode scale, prefill scale), fitted by simulation
             ("b200_sxm", "dense", 0.9, 1.2),
-            ("b200_sxm", "mla-moe", 0.9, 0.7),
+            ("b200_sxm", "mla-moe", 0.9, 0.6),
             ("b200_sxm", "moe", 0.9, 0.5),
             ("h100_sxm", "dense", 1.1, 0.85),
             ("h100_sxm", "moe", 0.7, 0.5),
@@ -307,9 +307,9 @@ PROFILES: dict[str, FrameworkProfile] = {
             ("b200_sxm", "moe", 0.8, 1.0),
             ("gb200", "mla-moe", 0.7, 0.7),
             ("gb200", "moe", 0.8, 0.7),
-            ("h100_sxm", "dense", 1.0, 1.2),
-            ("h200_sxm", "dense", 0.8, 1.0),
-            ("h200_sxm", "mla-moe", 1.05, 0.85),
+            ("h100_sxm", "dense", 1.05, 1.2),
+            ("h200_sxm", "dense", 0.8, 1.2),
+            ("h200_sxm", "mla-moe", 1.1, 0.85),
             ("h200_sxm", "moe", 0.9, 1.2),
         ),
         sources={
@@ -518,6 +518,10 @@ class ScheduledStepCost:
     runs k draft passes (each :data:`MTP_DRAFT_LAYERS` layers' share of a decode step), and emits
     :func:`mtp_acceptance_length` (k) tokens per sequence on average; the step costs that iteration
     divided by the acceptance length. Prefill work grows by the MTP layer's share (it fills its own KV).
+
+    The GPU-time scales of ``(gpu, kind)`` apply by the kind of work: a decode step takes the decode
+    scale, a prefill pass the prefill scale, and one fused pass of decodes and prompt tokens the decode
+    scale on what its decodes alone would cost and the prefill scale on what the prompt tokens add.
     """
 
     def __init__(self, base, profile: FrameworkProfile, dp: int = 1, gpu: str = "", kind: str = "") -> None:
@@ -585,11 +589,10 @@ class ScheduledStepCost:
                 if len(self._step_cache) > 65536:
                     self._step_cache.clear()
                 st = self._step_cache[key] = self._step(key)
-            p_seq = self.profile.mixed_batching == "sequential"
-            if d > 0 and shape.decode_context_tokens != d:
+            if d > 0 and shape.decode_context_tokens != d:  # decode work: the decode scale
                 hi = self.base.step(BatchShape(decode_seqs=d, decode_context_tokens=shape.decode_context_tokens))
                 lo = self.base.step(BatchShape(decode_seqs=d, decode_context_tokens=d))
-                st = _add(st, _sub(hi, lo), self.decode_scale if p_seq else self.prefill_scale)
+                st = _add(st, _scale(_sub(hi, lo), self.decode_scale))
             return st
         return self._step(shape)
 
@@ -619,6 +622,12 @@ class ScheduledStepCost:
             dec = self.step(BatchShape(decode_seqs=shape.decode_seqs,
                                        decode_context_tokens=shape.decode_context_tokens))
             st = _add(_scale(pre, pk), dec)
+        elif shape.decode_seqs > 0:
+            # one fused pass: the decodes' share of it is decode work (decode scale), what the
+            # prompt tokens add to it is prefill work (prefill scale)
+            full = base.step(shape)
+            dec = base.step(BatchShape(decode_seqs=shape.decode_seqs, decode_context_tokens=shape.decode_context_tokens))
+            st = _add(_scale(dec, self.decode_scale), _scale(_sub(full, dec), pk))
         else:
             st = _scale(base.step(shape), pk)
         ovh = p.prefill_overhead_s
