@@ -128,3 +128,15 @@ def test_the_fit_tool_reports_bad_inputs_with_exit_2(tmp_path, capsys):
     code = fit.main([str(csv_path), "--start", str(bad_start)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "error:" in err
+
+
+def test_the_shipped_profiles_round_trip_through_a_fit_section():
+    # what `python -m simcluster.validate.fit FILE --start shipped` starts from
+    from simcluster.perf.framework import PROFILES
+    from simcluster.validate.fit import fit_of_profiles, profiles_from_fit
+
+    fit = fit_of_profiles()
+    assert set(fit) == {"vllm", "sglang", "trtllm"}
+    back = profiles_from_fit(fit)
+    for fw in fit:
+        assert back[fw] == PROFILES[fw], fw

@@ -411,6 +411,21 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
     return {"fit": out, "history": history}
 
 
+def fit_of_profiles(profiles: dict | None = None) -> dict:
+    """The shipped framework profiles (or ``profiles``) in the form of a fit's ``fit`` section: what
+    ``--start shipped`` starts from (:func:`profiles_from_fit` turns it back into the profiles)."""
+    from simcluster.perf.framework import PROFILES
+
+    profiles = profiles or PROFILES
+    out = {}
+    for fw in ("vllm", "sglang", "trtllm"):
+        p = profiles[fw]
+        out[fw] = {"params": {**{k: float(getattr(p, k)) for k in FITTED_TIMES},
+                              "request_overhead_by_kind": dict(p.request_overhead_by_kind)},
+                   "scales": {f"{g}|{k}": [float(d), float(pf)] for g, k, d, pf in p.gpu_time_scales}}
+    return out
+
+
 def profiles_from_fit(fit: dict) -> dict:
     """Framework profiles with the fitted values (the prefill-step overhead = the decode-step one:
     one scheduler iteration either way)."""
@@ -443,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="simulate every grid value of the GPU-time scales (default; about 25 runs of the "
                          "train rows) or the older linearised model around one zero-overhead run")
     ap.add_argument("--rounds", type=int, default=1, help="prefill-then-decode passes (simulated method)")
-    ap.add_argument("--start", help="a previous fit's JSON output: start from its values (one more round)")
+    ap.add_argument("--start", help="a previous fit's JSON output: start from its values (one more round); "
+                                    "'shipped': from the profiles in the package")
     ap.add_argument("--post-run-only", action="store_true",
                     help="one run at --start's scales; fit only the request overheads and the hand-over")
     args = ap.parse_args(argv)
@@ -460,7 +476,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"split": split_description(), "fit": fit_times(results)}, indent=2))
         return 0
     start = None
-    if args.start:
+    if args.start == "shipped":
+        start = fit_of_profiles()
+    elif args.start:
         try:
             with open(args.start) as fh:
                 start = json.load(fh)["fit"]
