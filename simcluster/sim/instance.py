@@ -125,10 +125,11 @@ class Instance:
         self.hbm_bytes = 0.0
         self._record_steps = engine.recorder.steps is not None
 
-        # TRT-LLM attention-DP context balancing (pools.*.attention_dp_balance, see _adp_gate).
-        # Counters are in steps of this instance: with speculative decoding a decode step is
-        # 1 / acceptance length of an iteration, so the iteration counts are scaled by it.
-        # TRT-LLM's delayed batching (pools.*.batch_wait, see _batch_wait_gate), without attention DP.
+        # TRT-LLM's two ways of holding prompts back: attention-DP context balancing
+        # (pools.*.attention_dp_balance, see _adp_gate) and, without attention DP, delayed batching
+        # (pools.*.batch_wait, see _batch_wait_gate). Counters are in steps of this instance: with
+        # speculative decoding a decode step is 1 / acceptance length of an iteration, so the
+        # iteration counts are scaled by it.
         self._adp = None
         self._bw = None
         adp = getattr(pool_spec, "attention_dp_balance", None)
@@ -148,8 +149,8 @@ class Instance:
         self._bw_count = 0  # steps prompts were held by delayed batching (batch_wait_iters_count)
         # what the step or run in progress counts: 0 nothing, 1 the timeout, 2 the batching wait,
         # 3 delayed batching
-        self._adp_mode = 0
-        self._adp_limit = 0  # at most this many steps before the gate must be looked at again (0: no limit)
+        self._hold_mode = 0
+        self._hold_limit = 0  # at most this many steps before the gate must be looked at again (0: no limit)
 
     # ------------------------------------------------------------------ load signals (router, timeline)
     @property
@@ -468,36 +469,36 @@ class Instance:
         planned step or run with ``B`` running sequences on ``dp`` ranks. The instance keeps one queue,
         not one per rank: TRT-LLM hands each new request to the rank with the fewest active ones, so
         ``dp`` waiting prompts are taken as one on every rank, and ``B < dp`` as a rank without a
-        running sequence. Sets what the steps that follow count (``_adp_mode``) and how many may run
+        running sequence. Sets what the steps that follow count (``_hold_mode``) and how many may run
         before the gate is looked at again."""
         dp, timeout, wait = self._adp
-        self._adp_mode = 0
-        self._adp_limit = 0
+        self._hold_mode = 0
+        self._hold_limit = 0
         if B < dp:  # some rank has no generation request: no reason to hold prompts back
             self._adp_count = 0
             return True
         if len(self.waiting) >= dp and B < self.max_seqs:  # every rank has a prompt and a free slot
             self._adp_count = 0
             if self._adp_wait < wait:
-                self._adp_mode = 2
-                self._adp_limit = wait - self._adp_wait
+                self._hold_mode = 2
+                self._hold_limit = wait - self._adp_wait
                 return False
             self._adp_wait = 0
             return True
         if self._adp_count >= timeout:
             self._adp_count = 0
             return True
-        self._adp_mode = 1
+        self._hold_mode = 1
         if self.waiting:
-            self._adp_limit = timeout - self._adp_count
+            self._hold_limit = timeout - self._adp_count
         return False
 
     def _batch_wait_gate(self, B: int) -> bool:
         """TRT-LLM's ``_waiting_requests``: with sequences decoding and prompts waiting, hold the
         prompts while fewer than ``timeout`` steps were held and prompt tokens + decode tokens stay
         under the threshold."""
-        self._adp_mode = 0
-        self._adp_limit = 0
+        self._hold_mode = 0
+        self._hold_limit = 0
         if not (B and self.waiting):
             return True
         timeout, threshold = self._bw
@@ -507,18 +508,18 @@ class Instance:
             if tokens >= threshold:
                 break
         if self._bw_count < timeout and tokens < threshold:
-            self._adp_mode = 3
-            self._adp_limit = timeout - self._bw_count
+            self._hold_mode = 3
+            self._hold_limit = timeout - self._bw_count
             return False
         self._bw_count = 0
         return True
 
-    def _adp_advance(self, steps: int) -> None:
+    def _hold_advance(self, steps: int) -> None:
         """``steps`` steps done under the gate's current decision."""
-        mode = self._adp_mode
+        mode = self._hold_mode
         if mode == 1:
             self._adp_count += steps
-            if not self._adp_limit:  # planned with nothing held: the counter ran on, resetting at the timeout
+            if not self._hold_limit:  # planned with nothing held: the counter ran on, resetting at the timeout
                 self._adp_count %= self._adp[1]
         elif mode == 2:
             self._adp_wait += steps
@@ -618,8 +619,8 @@ class Instance:
             # pure decode: one run of identical-batch steps
             nf = self._next_finish_step()
             n = max(1, nf - self.steps_done)
-            if self._adp_limit and n > self._adp_limit:
-                n = self._adp_limit
+            if self._hold_limit and n > self._hold_limit:
+                n = self._hold_limit
             if self._blocks_short(n) > self.kv.available:
                 lo, hi = 0, n  # largest feasible run length by bisection
                 while lo < hi:
@@ -667,8 +668,8 @@ class Instance:
         self._account(st)
         self.engine.record_step(self, start, "mixed" if B else "prefill", 1, B + len(chunks),
                                 shape.prefill_tokens, B, shape.decode_context_tokens, st)
-        if self._adp_mode:
-            self._adp_advance(1)
+        if self._hold_mode:
+            self._hold_advance(1)
         self._complete_decode_steps(1, start)
         self._complete_prefill(chunks)
         self._next()
@@ -690,8 +691,8 @@ class Instance:
             self.busy_time += self._cum_k(j)
             self.flops += flops
             self.hbm_bytes += hbm
-        if self._adp_mode:
-            self._adp_advance(j)
+        if self._hold_mode:
+            self._hold_advance(j)
         self._complete_decode_steps(j, start)
         self._next()
 
