@@ -530,7 +530,7 @@ class Instance:
         """Chunks for this step: continue admitted prefills FCFS, then admit from the queue (unless
         ``admit`` is false)."""
         chunks: list[tuple[Request, int]] = []
-        seqs = len(self.running) + len(self.prefilling) if admit else self.max_seqs
+        seqs = len(self.running) + len(self.prefilling)
         for req in self.prefilling:
             if budget <= 0:
                 break
@@ -540,7 +540,7 @@ class Instance:
                 break
             chunks.append((req, c))
             budget -= c
-        while self.waiting and budget > 0 and seqs < self.max_seqs:
+        while admit and self.waiting and budget > 0 and seqs < self.max_seqs:
             req = self.waiting[0]
             if not self._admit(req):
                 break  # FCFS: head of line waits for memory
