@@ -140,3 +140,32 @@ def test_the_shipped_profiles_round_trip_through_a_fit_section():
     back = profiles_from_fit(fit)
     for fw in fit:
         assert back[fw] == PROFILES[fw], fw
+
+
+def test_a_start_outside_the_grids_is_snapped_onto_them(monkeypatch):
+    """A fit never returns a post-run time off its grid, even when started from one (e.g. the shipped
+    profiles after a grid was narrowed): the descent only takes improving moves, so an off-grid start
+    that happens to fit well would otherwise never be left."""
+    grids = {"request_overhead_s": [0.0, 0.02, 0.05], "request_overhead_per_input_token_s": [0.0, 1e-5],
+             "handover_s": [0.0]}
+    monkeypatch.setattr(fit, "GRIDS", {**fit.GRIDS, **grids})
+    monkeypatch.setattr(fit, "_run_table", _small_run_table)
+    truth = PROFILES["vllm"].with_(gpu_time_scales=(("h100_sxm", "dense", 1.2, 2.0),), request_overhead_s=0.02,
+                                   request_overhead_per_input_token_s=4e-5, handover_s=0.0,
+                                   request_overhead_by_kind=())
+    rows = _measured(_rows(), truth)
+    start = {"vllm": {"scales": {"h100_sxm|dense": [1.2, 2.0]},
+                      "params": {"request_overhead_s": 0.02, "request_overhead_per_input_token_s": 4e-5}}}
+    got = fit.fit_by_simulation(rows, workers=1, start=start, scales_fixed=True)["fit"]["vllm"]
+    for k, grid in grids.items():
+        assert got["params"][k] in grid, (k, got["params"][k])
+    assert got["objective_pct"] > 0.0  # the truth itself is off the grid
+
+
+def test_the_shipped_post_run_times_lie_on_the_fits_grids():
+    for fw in ("vllm", "sglang", "trtllm"):
+        p = PROFILES[fw]
+        for k in fit.POST_RUN_TIMES:
+            assert getattr(p, k) in fit.GRIDS[k], (fw, k, getattr(p, k))
+        for kind, v in p.request_overhead_by_kind:
+            assert v in fit.GRIDS["request_overhead_s"], (fw, kind, v)

@@ -95,6 +95,11 @@ GRIDS = {
 MIN_ROWS_PER_SCALE = 12  # a (GPU, framework, model kind) group with fewer train rows keeps scale 1
 
 
+def _snap(value: float, grid: list[float]) -> float:
+    """The grid value nearest ``value``."""
+    return min(grid, key=lambda v: (abs(v - value), v))
+
+
 def zero_time_profiles(frameworks=("vllm", "sglang", "trtllm")) -> dict:
     """The default profiles with every fitted time at zero and no GPU-time scales (the fit's start)."""
     from simcluster.perf.framework import PROFILES
@@ -312,9 +317,13 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
     params = {f: {k: float(getattr(base[f], k)) for k in POST_RUN_TIMES} for f in frameworks}
     for f, prev in (start or {}).items():
         scales[f] = {g: (float(v[0]), float(v[1])) for g, v in prev.get("scales", {}).items()}
-        params[f].update({k: float(prev["params"][k]) for k in POST_RUN_TIMES if k in prev.get("params", {})})
+        # a start value outside today's grid (a grid narrowed since) is snapped to its nearest
+        # value: the descent only accepts moves that improve, so it would never leave it
+        params[f].update({k: _snap(float(prev["params"][k]), GRIDS[k]) for k in POST_RUN_TIMES
+                          if k in prev.get("params", {})})
         if prev.get("params", {}).get("request_overhead_by_kind"):
-            params[f]["request_overhead_by_kind"] = dict(prev["params"]["request_overhead_by_kind"])
+            params[f]["request_overhead_by_kind"] = {k: _snap(float(v), GRIDS["request_overhead_s"]) for k, v in
+                                                     prev["params"]["request_overhead_by_kind"].items()}
 
     def loss(idx, p, pick):
         ttft = np.empty(len(idx))
