@@ -169,3 +169,62 @@ def test_the_shipped_post_run_times_lie_on_the_fits_grids():
             assert getattr(p, k) in fit.GRIDS[k], (fw, k, getattr(p, k))
         for kind, v in p.request_overhead_by_kind:
             assert v in fit.GRIDS["request_overhead_s"], (fw, kind, v)
+
+
+def test_the_spec_overhead_fit_recovers_a_known_host_time_per_speculative_iteration(monkeypatch):
+    """Rows made by the simulator with MTP (2 draft tokens) and 3 ms of exposed host time per
+    iteration: the fit over the grid finds 3 ms, and a framework without speculative rows keeps its value."""
+    import simcluster.validate.mapping as mapping
+
+    plain = mapping.map_row
+
+    def spec_map_row(row, profiles=None):
+        s = plain(row, profiles)
+        return dataclasses.replace(s, spec_tokens=2) if isinstance(s, mapping.Setup) else s
+
+    monkeypatch.setattr(mapping, "map_row", spec_map_row)
+    monkeypatch.setattr(fit, "GRIDS", {**fit.GRIDS, "spec_iteration_overhead_s": [0.0, 1e-3, 3e-3, 6e-3]})
+
+    def run_table(rows, profiles, workers):
+        import numpy as np
+
+        sim = Simulator(profiles=profiles, simulated_waves=2)
+        a = np.array([(p.ttft_ms / 1e3, p.tpot_ms / 1e3, p.input_tokens_mean, p.inv_steps_mean)
+                      for p in (sim.run(spec_map_row(r, profiles)) for r in rows)], dtype=float)
+        return {"ttft": a[:, 0], "tpot": a[:, 1], "isl": a[:, 2], "inv_steps": a[:, 3]}
+
+    monkeypatch.setattr(fit, "_run_table", run_table)
+    truth = PROFILES["vllm"].with_(spec_iteration_overhead_s=3e-3)
+    sim = Simulator(profiles={"vllm": truth}, simulated_waves=2)
+    rows = []
+    for r in _rows():
+        p = sim.run(spec_map_row(r, {"vllm": truth}))
+        rows.append(dataclasses.replace(r, ttft_ms=p.ttft_ms, tpot_ms=p.tpot_ms))
+    base = {"vllm": PROFILES["vllm"], "sglang": PROFILES["sglang"]}
+    got = fit.fit_spec_overhead(rows, workers=1, base=base)
+    assert got["vllm"]["spec_iteration_overhead_s"] == 3e-3
+    assert got["vllm"]["objective_pct"][3e-3] == pytest.approx(0.0, abs=1e-6)
+    assert min(got["vllm"]["objective_pct"].values()) == got["vllm"]["objective_pct"][3e-3]
+    assert got["sglang"] == {"spec_iteration_overhead_s": PROFILES["sglang"].spec_iteration_overhead_s, "rows": 0,
+                             "objective_pct": {}}
+
+
+def test_speculative_iterations_pay_their_exposed_host_time_per_token():
+    """A decode step with k draft tokens costs one iteration / acceptance length: its exposed host
+    time (fixed + per sequence) shows up divided by the acceptance length; without MTP it is not charged."""
+    from simcluster.perf.framework import ScheduledStepCost, mtp_acceptance_length
+    from simcluster.perf.interface import BatchShape, StepTime
+
+    class Flat:
+        def step(self, shape):
+            return StepTime(0.01 if shape.decode_seqs else 0.0)
+
+    shape = BatchShape(decode_seqs=8, decode_context_tokens=8 * 100)
+    prof = PROFILES["vllm"].with_(cuda_graph_sizes=(), decode_overhead_s=0.0, decode_overhead_per_seq_s=0.0,
+                                  gpu_time_scales=())
+    for k in (0, 2):
+        a = ScheduledStepCost(Flat(), prof.with_(spec_draft_tokens=k)).step(shape).latency_s
+        b = ScheduledStepCost(Flat(), prof.with_(spec_draft_tokens=k, spec_iteration_overhead_s=4e-3,
+                                                 spec_iteration_overhead_per_seq_s=1e-4)).step(shape).latency_s
+        expect = 0.0 if k == 0 else (4e-3 + 8 * 1e-4) / mtp_acceptance_length(k)
+        assert b - a == pytest.approx(expect, rel=1e-9), k

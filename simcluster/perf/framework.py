@@ -143,6 +143,11 @@ class FrameworkProfile:
     gpu_time_scales: tuple = ()
     # speculative decoding: draft tokens per decode iteration (0 = off); set per deployment
     spec_draft_tokens: int = 0
+    # ... and the host time per decode iteration that speculative decoding exposes on top of
+    # decode_overhead_s, fixed and per sequence (SGLang runs EAGLE/MTP without its overlap
+    # scheduler, so the scheduling and draft/verify bookkeeping no longer hide behind the GPU); fitted
+    spec_iteration_overhead_s: float = 0.0
+    spec_iteration_overhead_per_seq_s: float = 0.0
     # KV admission (scenario serving.kv_admission) and, disaggregated, when the client sees the first
     # token (serving.first_token_at): the framework's behaviour, applied by validation and bench
     kv_admission: str = "on_demand"
@@ -154,7 +159,8 @@ class FrameworkProfile:
             raise UserError(f"mixed_batching must be fused or sequential, got {self.mixed_batching!r}",
                             where="mixed_batching")
         for name in ("eager_overhead_s", "decode_overhead_s", "decode_overhead_per_seq_s", "prefill_overhead_s",
-                     "handover_s", "request_overhead_s", "request_overhead_per_input_token_s"):
+                     "handover_s", "request_overhead_s", "request_overhead_per_input_token_s",
+                     "spec_iteration_overhead_s", "spec_iteration_overhead_per_seq_s"):
             if getattr(self, name) < 0:
                 raise UserError("must be non-negative", where=name)
         object.__setattr__(self, "cuda_graph_sizes", tuple(sorted(set(int(s) for s in self.cuda_graph_sizes))))
@@ -263,6 +269,7 @@ PROFILES: dict[str, FrameworkProfile] = {
         request_overhead_s=0.15,
         request_overhead_per_input_token_s=2e-05,
         request_overhead_by_kind=(("dense", 0.3),),  # (kind, seconds), fitted
+        spec_iteration_overhead_s=0.002,  # fitted (python -m simcluster.validate.fit ... --spec-overhead)
         first_token_at="kv_landed",
         gpu_time_scales=(  # (GPU, model kind, decode scale, prefill scale), fitted by simulation
             ("b200_sxm", "mla-moe", 0.8, 0.6),
@@ -278,6 +285,9 @@ PROFILES: dict[str, FrameworkProfile] = {
             "mixed_batching": "SGLang runs a prefill batch as its own forward pass unless --enable-mixed-chunk",
             "cuda_graph_sizes": "SGLang capture batch sizes up to --cuda-graph-max-bs [INFERRED list]",
             "max_num_seqs": "SGLang --max-running-requests: sized from KV memory; 2048 as a cap [INFERRED]",
+            "spec_iteration_overhead_s": "SGLang ServerArgs (v0.5.6): EAGLE/NEXTN speculative decoding sets "
+                                         "disable_overlap_schedule unless SGLANG_ENABLE_SPEC_V2; the value is "
+                                         "fitted on the train half's speculative rows",
             "first_token_at": "SGLang PD disaggregation: the prefill server samples the first token and sends it "
                               "with the KV; the decode server streams it when the transferred request joins "
                               "(its prebuilt batch), before its first decode step",
@@ -299,6 +309,7 @@ PROFILES: dict[str, FrameworkProfile] = {
         request_overhead_s=0.04,
         request_overhead_per_input_token_s=5e-06,
         request_overhead_by_kind=(("dense", 0.02), ("mla-moe", 0.2)),  # (kind, seconds), fitted
+        spec_iteration_overhead_s=0.001,  # fitted (python -m simcluster.validate.fit ... --spec-overhead)
         kv_admission="reserve_full",
         first_token_at="first_decode_step",
         gpu_time_scales=(  # (GPU, model kind, decode scale, prefill scale), fitted by simulation
@@ -573,6 +584,8 @@ class ScheduledStepCost:
         t = p.decode_overhead_s + p.decode_overhead_per_seq_s * batch
         if p.is_eager(per):
             t += p.eager_overhead_s
+        if self.spec_k:  # one speculative iteration's exposed host time
+            t += p.spec_iteration_overhead_s + p.spec_iteration_overhead_per_seq_s * batch
         return t
 
     def step(self, shape: BatchShape) -> StepTime:

@@ -87,6 +87,9 @@ GRIDS = {
     "request_overhead_s": [0.0, 5e-3, 10e-3, 20e-3, 40e-3, 60e-3, 80e-3, 100e-3, 150e-3, 200e-3, 250e-3, 300e-3],
     "request_overhead_per_input_token_s": [0.0, 2e-6, 5e-6, 10e-6, 20e-6, 40e-6],
     "handover_s": [0.0, 5e-3, 10e-3, 20e-3, 50e-3, 100e-3, 200e-3],
+    # host time a speculative iteration exposes beyond the decode step's own (scheduler, draft and
+    # verify bookkeeping run on the CPU between GPU passes): up to a Python scheduler loop's few ms
+    "spec_iteration_overhead_s": [0.0, 1e-3, 2e-3, 3e-3, 4e-3, 6e-3, 10e-3],
     # GPU-time corrections are bounded to what kernel-efficiency differences between the op
     # micro-benchmarks and the serving engines' fused kernels can explain (± ~2x)
     "decode_scale": [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2, 1.3, 1.5],
@@ -420,6 +423,42 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
     return {"fit": out, "history": history}
 
 
+def fit_spec_overhead(rows, *, workers: int = 1, base: dict | None = None, progress=None) -> dict:
+    """Fit each framework's ``spec_iteration_overhead_s`` on its speculative-decoding rows of ``rows``
+    (the train split): every grid value is simulated on those rows with everything else as in
+    ``base`` (the shipped profiles); the value minimising TTFT MAPE + 2 × TPOT MAPE is kept.
+    Frameworks with fewer than ``MIN_ROWS_PER_SCALE`` such rows keep ``base``'s value.
+    Returns {framework: {"spec_iteration_overhead_s", "rows", "objective_pct" per grid value}}."""
+    import numpy as np
+
+    from simcluster.perf.framework import PROFILES
+    from simcluster.validate.mapping import Setup, map_row
+
+    base = dict(base or {fw: PROFILES[fw] for fw in ("vllm", "sglang", "trtllm")})
+    out = {}
+    for fw in base:
+        mine = [r for r in rows if not (math.isnan(r.ttft_ms) or math.isnan(r.tpot_ms))
+                and isinstance(s := map_row(r, base), Setup) and s.framework == fw and s.spec_tokens > 0]
+        if len(mine) < MIN_ROWS_PER_SCALE:
+            out[fw] = {"spec_iteration_overhead_s": float(base[fw].spec_iteration_overhead_s), "rows": len(mine),
+                       "objective_pct": {}}
+            continue
+        meas_t = np.array([r.ttft_ms / 1e3 for r in mine])
+        meas_p = np.array([r.tpot_ms / 1e3 for r in mine])
+        scores = {}
+        for v in GRIDS["spec_iteration_overhead_s"]:
+            profiles = {**base, fw: base[fw].with_(spec_iteration_overhead_s=v)}
+            tab = _run_table(mine, profiles, workers)
+            ok = ~(np.isnan(tab["ttft"]) | np.isnan(tab["tpot"]))
+            scores[v] = float(100.0 * (np.mean(np.abs(tab["ttft"][ok] - meas_t[ok]) / meas_t[ok])
+                                       + 2.0 * np.mean(np.abs(tab["tpot"][ok] - meas_p[ok]) / meas_p[ok])))
+            if progress:
+                progress(f"{fw} spec_iteration_overhead_s {v}: {scores[v]:.2f}")
+        best = min(scores, key=lambda v: (scores[v], v))
+        out[fw] = {"spec_iteration_overhead_s": best, "rows": len(mine), "objective_pct": scores}
+    return out
+
+
 def fit_of_profiles(profiles: dict | None = None) -> dict:
     """The shipped framework profiles (or ``profiles``) in the form of a fit's ``fit`` section: what
     ``--start shipped`` starts from (:func:`profiles_from_fit` turns it back into the profiles)."""
@@ -471,6 +510,9 @@ def main(argv: list[str] | None = None) -> int:
                                     "'shipped': from the profiles in the package")
     ap.add_argument("--post-run-only", action="store_true",
                     help="one run at --start's scales; fit only the request overheads and the hand-over")
+    ap.add_argument("--spec-overhead", action="store_true",
+                    help="fit only the host time per speculative iteration, on the speculative-decoding train "
+                         "rows, with everything else as shipped")
     args = ap.parse_args(argv)
     from simcluster.errors import UserError
 
@@ -483,6 +525,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.method == "linearised":
         results = validate_rows(train, simulator=Simulator(profiles=zero_time_profiles()), workers=args.workers)
         print(json.dumps({"split": split_description(), "fit": fit_times(results)}, indent=2))
+        return 0
+    if args.spec_overhead:
+        res = fit_spec_overhead(train, workers=args.workers,
+                                progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+        print(json.dumps({"split": split_description(), "spec_overhead": res}, indent=2))
         return 0
     start = None
     if args.start == "shipped":
