@@ -30,9 +30,10 @@ def validate() -> None:
               help="Processes (default: the CPU count, at most 8).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N rows (after --split).")
 @click.option("--waves", type=click.IntRange(min=2), default=3, show_default=True,
-              help="Simulated requests per client (the start-up wave and the steady state).")
+              help="Simulated requests per client (the start-up wave, the steady state, the drain).")
 @click.option("--prompts-per-client", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Requests per client of the measured benchmark (weights the start-up wave).")
+              help="Requests per client of the measured benchmark (weights start-up wave, steady state, drain "
+                   "1 : N - 2 : 1).")
 @click.option("--no-scheduler-profile", "no_profile", is_flag=True,
               help="Baseline: GPU work only, no framework scheduler profile.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")

@@ -230,18 +230,18 @@ PROFILES: dict[str, FrameworkProfile] = {
         chunked_prefill=True,
         handover_s=0.0,
         request_overhead_s=0.04,
-        request_overhead_per_input_token_s=1e-05,
-        request_overhead_by_kind=(("dense", 0.02), ("mla-moe", 0.06)),  # (kind, seconds), fitted
+        request_overhead_per_input_token_s=5e-06,
+        request_overhead_by_kind=(("mla-moe", 0.08),),  # (kind, seconds), fitted
         first_token_at="first_decode_step",
         gpu_time_scales=(  # (GPU, model kind, decode scale, prefill scale), fitted by simulation
-            ("b200_sxm", "dense", 0.9, 1.2),
+            ("b200_sxm", "dense", 0.85, 1.2),
             ("b200_sxm", "mla-moe", 0.9, 0.6),
             ("b200_sxm", "moe", 0.9, 0.5),
             ("h100_sxm", "dense", 1.1, 0.85),
             ("h100_sxm", "moe", 0.7, 0.5),
             ("h200_sxm", "dense", 1.0, 0.5),
-            ("h200_sxm", "mla-moe", 1.0, 0.85),
-            ("h200_sxm", "moe", 0.85, 1.0),
+            ("h200_sxm", "mla-moe", 0.95, 0.7),
+            ("h200_sxm", "moe", 0.8, 1.0),
         ),
         sources={
             "max_num_seqs": "vLLM V1 EngineArgs default for >= 70 GB GPUs (OpenAI server): 1024",
@@ -265,20 +265,20 @@ PROFILES: dict[str, FrameworkProfile] = {
         max_num_seqs=2048,
         max_num_batched_tokens=8192,
         chunked_prefill=True,
-        handover_s=0.05,
+        handover_s=0.1,
         request_overhead_s=0.15,
-        request_overhead_per_input_token_s=2e-05,
+        request_overhead_per_input_token_s=1e-05,
         request_overhead_by_kind=(("dense", 0.3),),  # (kind, seconds), fitted
         spec_iteration_overhead_s=0.002,  # fitted (python -m simcluster.validate.fit ... --spec-overhead)
         first_token_at="kv_landed",
         gpu_time_scales=(  # (GPU, model kind, decode scale, prefill scale), fitted by simulation
             ("b200_sxm", "mla-moe", 0.8, 0.6),
-            ("b200_sxm", "moe", 0.85, 2.0),
-            ("gb200", "mla-moe", 0.6, 0.5),
-            ("h100_sxm", "dense", 0.95, 0.85),
-            ("h200_sxm", "dense", 1.3, 1.2),
-            ("h200_sxm", "mla-moe", 1.1, 0.6),
-            ("h200_sxm", "moe", 1.1, 1.0),
+            ("b200_sxm", "moe", 0.8, 2.0),
+            ("gb200", "mla-moe", 0.5, 0.7),
+            ("h100_sxm", "dense", 0.95, 0.7),
+            ("h200_sxm", "dense", 1.3, 1.0),
+            ("h200_sxm", "mla-moe", 1.05, 0.6),
+            ("h200_sxm", "moe", 1.1, 1.2),
         ),
         sources={
             "max_num_batched_tokens": "SGLang --chunked-prefill-size default 8192 (16384 on >= 160 GB GPUs)",
@@ -308,7 +308,7 @@ PROFILES: dict[str, FrameworkProfile] = {
         handover_s=0.0,
         request_overhead_s=0.04,
         request_overhead_per_input_token_s=5e-06,
-        request_overhead_by_kind=(("dense", 0.02), ("mla-moe", 0.2)),  # (kind, seconds), fitted
+        request_overhead_by_kind=(("mla-moe", 0.2),),  # (kind, seconds), fitted
         spec_iteration_overhead_s=0.001,  # fitted (python -m simcluster.validate.fit ... --spec-overhead)
         kv_admission="reserve_full",
         first_token_at="first_decode_step",
@@ -318,9 +318,8 @@ PROFILES: dict[str, FrameworkProfile] = {
             ("b200_sxm", "moe", 0.8, 1.0),
             ("gb200", "mla-moe", 0.7, 0.7),
             ("gb200", "moe", 0.8, 0.7),
-            ("h100_sxm", "dense", 1.05, 1.2),
-            ("h200_sxm", "dense", 0.8, 1.2),
-            ("h200_sxm", "mla-moe", 1.1, 0.85),
+            ("h200_sxm", "dense", 0.8, 1.0),
+            ("h200_sxm", "mla-moe", 1.05, 0.85),
             ("h200_sxm", "moe", 0.9, 1.2),
         ),
         sources={

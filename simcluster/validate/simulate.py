@@ -157,14 +157,18 @@ def scenario_dict(setup: Setup, pools: dict[str, PoolPlanSpec], *, seed: int = 0
 class Simulator:
     """Runs :class:`Setup` objects; one instance shares its cost models across every run.
 
-    A benchmark of C clients × ``benchmark_prompts_per_client`` requests has one start-up wave (all C
-    sent at once) and then a steady state. The simulation runs ``simulated_waves`` × C requests
-    (at most ``max_requests``) and weights them like the benchmark: the first C requests once, the
-    rest scaled to the benchmark's remaining (``benchmark_prompts_per_client`` − 1) × C.
+    A benchmark of C clients × P (``benchmark_prompts_per_client``) requests has a start-up wave (the
+    first C, sent at once), a steady state, and a drain: the last C requests, in flight when the last
+    one is sent, finish while the batch empties. The simulation runs ``simulated_waves`` × C requests
+    (at most ``max_requests``, at least 2 C + ``min_steady_requests``) and weights them like the
+    benchmark: the start-up wave once each, the simulation's own drain (requests still running when
+    its last request arrived) C in total, the requests between them (P − 2) × C in total. The drain
+    runs at ever smaller batches, so counting it as steady state understates TPOT and TTFT under
+    load; so does a run too short to have a steady state at all.
     """
 
     def __init__(self, *, benchmark_prompts_per_client: int = 10, simulated_waves: int = 3,
-                 max_requests: int = 4000, min_steady_requests: int = 32, range_ratio: float | None = None,
+                 max_requests: int = 50_000, min_steady_requests: int = 32, range_ratio: float | None = None,
                  profiles: dict | None = None, seed: int = 0, framework_profile: bool = True,
                  output_jitter: float = 0.0, working_set_fits: bool = True) -> None:
         self.working_set_fits = working_set_fits
@@ -247,8 +251,8 @@ class Simulator:
     def n_requests(self, concurrency: int) -> int:
         c = int(concurrency)
         n = c * self.simulated_waves
-        n = min(n, max(self.max_requests, c + self.min_steady_requests))
-        return max(n, c + self.min_steady_requests)
+        n = min(n, max(self.max_requests, 2 * c + self.min_steady_requests))
+        return max(n, 2 * c + self.min_steady_requests)
 
     def run(self, setup: Setup) -> Prediction:
         from simcluster.sim.engine import Engine
@@ -305,20 +309,31 @@ class Simulator:
 
                 it = float(np.mean(tpot)) * mtp_acceptance_length(setup.spec_tokens)
                 ttft = ttft + (setup.recv_interval - 1) / 2.0 * it
-        # benchmark weighting: the start-up wave once, the steady state for the remaining waves
+        # benchmark weighting: the start-up wave once each, the drain C in total, the steady state
+        # (requests after the start-up wave that finished before the last request arrived) the rest
         c = setup.concurrency
         first_wave = rid < c
         w = np.ones(len(rid))
-        n_steady = int((~first_wave).sum())
-        if n_steady:
-            w[~first_wave] = (self.benchmark_prompts_per_client - 1) * c / n_steady
+        later = ~first_wave
+        drain = later & (finish > arrival.max())
+        steady = later & ~drain
+        n_drain, n_steady = int(drain.sum()), int(steady.sum())
+        prompts = self.benchmark_prompts_per_client
+        if n_steady and prompts > 2:
+            w[steady] = (prompts - 2) * c / n_steady
+            if n_drain:
+                w[drain] = c / n_drain
+        elif later.any():  # no steady state simulated: everything after the start-up wave stands for it
+            steady = later
+            n_steady = int(later.sum())
+            w[later] = (prompts - 1) * c / n_steady
         multi = n_out > 1
         ttft_ms = float(np.average(ttft, weights=w)) * 1e3
         tpot_ms = float(np.average(tpot[multi], weights=w[multi])) * 1e3 if multi.any() else math.nan
         in_mean = float(np.average(n_in, weights=w))
         inv_steps = float(np.average(1.0 / steps[multi], weights=w[multi])) if multi.any() else math.nan
         first_ms = float(np.mean(ttft[first_wave])) * 1e3 if first_wave.any() else math.nan
-        steady_ms = float(np.mean(ttft[~first_wave])) * 1e3 if n_steady else math.nan
+        steady_ms = float(np.mean(ttft[steady])) * 1e3 if n_steady else math.nan
         return Prediction(ttft_ms, tpot_ms, len(rows), len(ok), sim_time, n_pre, n_dec,
                           input_tokens_mean=in_mean, inv_steps_mean=inv_steps,
                           ttft_first_wave_ms=first_ms, ttft_steady_ms=steady_ms)
