@@ -98,6 +98,17 @@ GRIDS = {
 MIN_ROWS_PER_SCALE = 12  # a (GPU, framework, model kind) group with fewer train rows keeps scale 1
 
 
+def _mape_objective(ttft, tpot, meas_ttft, meas_tpot) -> float:
+    """TTFT MAPE + 2 × TPOT MAPE (fractions) over the rows both predictions exist for; inf if none."""
+    import numpy as np
+
+    ok = ~(np.isnan(ttft) | np.isnan(tpot))
+    if not ok.any():
+        return math.inf
+    return float(np.mean(np.abs(ttft[ok] - meas_ttft[ok]) / meas_ttft[ok])
+                 + 2.0 * np.mean(np.abs(tpot[ok] - meas_tpot[ok]) / meas_tpot[ok]))
+
+
 def _snap(value: float, grid: list[float]) -> float:
     """The grid value nearest ``value``."""
     return min(grid, key=lambda v: (abs(v - value), v))
@@ -241,8 +252,8 @@ def _swept_profiles(base: dict, scales: dict, groups: list[str], which: int | No
 
 
 def _run_table(rows, profiles: dict, workers: int) -> dict:
-    """Per row (in ``rows`` order): the simulated TTFT and TPOT without the post-run times, and what
-    those times are applied with."""
+    """Per row (in ``rows`` order): the simulated TTFT and TPOT with the post-run times ``profiles``
+    carry (the scale sweeps zero them and add them afterwards), and what those times are applied with."""
     import numpy as np
 
     from simcluster.validate.runner import validate_rows
@@ -334,11 +345,7 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
         for tab, sel in pick:
             t, q = _post_run(p, tab, idx[sel], disagg[idx[sel]], kind[idx[sel]])
             ttft[sel], tpot[sel] = t, q
-        ok = ~(np.isnan(ttft) | np.isnan(tpot))
-        if not ok.any():
-            return math.inf
-        return float(np.mean(np.abs(ttft[ok] - meas_ttft[idx][ok]) / meas_ttft[idx][ok])
-                     + 2.0 * np.mean(np.abs(tpot[ok] - meas_tpot[idx][ok]) / meas_tpot[idx][ok]))
+        return _mape_objective(ttft, tpot, meas_ttft[idx], meas_tpot[idx])
 
     def descend(idx, p, choice, fgroups, grid, pick, by_kind: bool):
         """Coordinate descent over the post-run times (the request overhead shared, or per kind) and
@@ -435,10 +442,11 @@ def fit_spec_overhead(rows, *, workers: int = 1, base: dict | None = None, progr
     from simcluster.validate.mapping import Setup, map_row
 
     base = dict(base or {fw: PROFILES[fw] for fw in ("vllm", "sglang", "trtllm")})
+    spec = [(r, s.framework) for r in rows if not (math.isnan(r.ttft_ms) or math.isnan(r.tpot_ms))
+            and isinstance(s := map_row(r, base), Setup) and s.spec_tokens > 0]
     out = {}
     for fw in base:
-        mine = [r for r in rows if not (math.isnan(r.ttft_ms) or math.isnan(r.tpot_ms))
-                and isinstance(s := map_row(r, base), Setup) and s.framework == fw and s.spec_tokens > 0]
+        mine = [r for r, f in spec if f == fw]
         if len(mine) < MIN_ROWS_PER_SCALE:
             out[fw] = {"spec_iteration_overhead_s": float(base[fw].spec_iteration_overhead_s), "rows": len(mine),
                        "objective_pct": {}}
@@ -448,10 +456,8 @@ def fit_spec_overhead(rows, *, workers: int = 1, base: dict | None = None, progr
         scores = {}
         for v in GRIDS["spec_iteration_overhead_s"]:
             profiles = {**base, fw: base[fw].with_(spec_iteration_overhead_s=v)}
-            tab = _run_table(mine, profiles, workers)
-            ok = ~(np.isnan(tab["ttft"]) | np.isnan(tab["tpot"]))
-            scores[v] = float(100.0 * (np.mean(np.abs(tab["ttft"][ok] - meas_t[ok]) / meas_t[ok])
-                                       + 2.0 * np.mean(np.abs(tab["tpot"][ok] - meas_p[ok]) / meas_p[ok])))
+            tab = _run_table(mine, profiles, workers)  # the profiles' own post-run times included
+            scores[v] = 100.0 * _mape_objective(tab["ttft"], tab["tpot"], meas_t, meas_p)
             if progress:
                 progress(f"{fw} spec_iteration_overhead_s {v}: {scores[v]:.2f}")
         best = min(scores, key=lambda v: (scores[v], v))
@@ -512,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="one run at --start's scales; fit only the request overheads and the hand-over")
     ap.add_argument("--spec-overhead", action="store_true",
                     help="fit only the host time per speculative iteration, on the speculative-decoding train "
-                         "rows, with everything else as shipped")
+                         "rows, with everything else as shipped (--start, --rounds and --method do not apply)")
     args = ap.parse_args(argv)
     from simcluster.errors import UserError
 
