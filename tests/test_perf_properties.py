@@ -311,3 +311,33 @@ def test_closed_form_run_totals_equal_the_step_by_step_sums():
                 assert getattr(fast, f) == pytest.approx(getattr(ref, f), rel=1e-12, abs=1e-15), f
             checked += 1
         assert checked > 100
+
+
+@pytest.mark.parametrize("layout", ["dp=8,tpf=8", "dp=8,ep=4,tpf=2", "dp=4,ep=2,tpf=2"])
+def test_dp_attention_with_tp_sharded_experts_moves_the_dense_ffn_bytes(layout):
+    """DP attention with TP-sharded experts gathers the stage's tokens and reduce-scatters their outputs,
+    like a dense FFN under DP: T·H·b_a each way, whatever the top-k (the k expert outputs of a token are
+    summed on the rank before the reduction; an all-reduce of T·k·H per layer overstated it k-fold)."""
+    from simcluster.catalog.models import get_model
+
+    m = get_model("deepseek-r1")
+    c = Composer(CostSpec("b200_sxm", "deepseek-r1", "fp8", "fp8", "bf16", layout))
+    shape = prefill(8, 2048)
+    layers = {L["ffn"]: L for L in c.describe(shape)["layers"]}
+    comm = {L: {o["name"]: o["comm_bytes"] for o in layers[L]["ops"] if o.get("bound") == "comm"}
+            for L in ("dense", "moe")}
+    stage_bytes = 8 * 2048 * m.hidden_size * 2  # BF16 activations
+    assert comm["dense"] == {"ffn_all_gather": stage_bytes, "ffn_reduce_scatter": stage_bytes}
+    assert {k: v for k, v in comm["moe"].items() if k.startswith("moe_")} == \
+        {"moe_all_gather": stage_bytes, "moe_reduce_scatter": stage_bytes}
+
+
+def test_dp_attention_with_pure_ep_sends_each_token_to_its_k_experts():
+    from simcluster.catalog.models import get_model
+
+    m = get_model("deepseek-r1")
+    c = Composer(CostSpec("b200_sxm", "deepseek-r1", "fp8", "fp8", "bf16", "dp=8,ep=8"))
+    moe = next(L for L in c.describe(prefill(8, 2048))["layers"] if L["ffn"] == "moe")
+    comm = {o["name"]: o["comm_bytes"] for o in moe["ops"] if o.get("bound") == "comm"}
+    per_replica = 2048 * m.num_experts_per_token * m.hidden_size * 2  # one prompt per replica, k copies
+    assert comm == {"moe_dispatch": per_replica, "moe_combine": per_replica}

@@ -355,7 +355,7 @@ class Composer:
         if m.is_moe:
             k, E = m.num_experts_per_token, m.num_experts
             ops.append(self._gemm("router", "moe", "moe", "attn", nm, E, H, ROUTER_FORMAT))
-            if lay.dp > 1:
+            if lay.dp > 1 and lay.tpf == 1:  # pure EP: each token goes to the ranks of its k experts
                 g = lay.ffn_group
                 ops.append(self._collective("moe_dispatch", "moe", "moe", "attn", nm, "all_to_all", g, N,
                                             lambda x: x * k * H * b_a))
@@ -393,10 +393,17 @@ class Composer:
         if nm:
             ops.append(self._experts_op())
             k = m.num_experts_per_token
-            if lay.dp > 1 and lay.tpf > 1:  # partial sums of each expert's TP shards, at the EP rank
-                ops.append(self._collective(
-                    "moe_tp_all_reduce", "moe", "moe", "ffn", nm, "all_reduce", lay.tpf, lay.tpf,
-                    lambda x: x * k / lay.ep * load_imbalance(x, k, lay.ep) * H * b_a))
+            if lay.dp > 1 and lay.tpf > 1:
+                # DP attention with TP-sharded experts: every rank gathers the tokens of all replicas,
+                # runs its experts' shards on them and sums its partial outputs over its experts
+                # locally; one reduce-scatter over the FFN group then sums the shards and returns each
+                # replica its tokens (TRT-LLM's MoE all-gather / reduce-scatter path when the
+                # all-to-all is not used, SGLang's DP-attention gather / scatter)
+                g = lay.ffn_group
+                ops.append(self._collective("moe_all_gather", "moe", "moe", "ffn", nm, "all_gather", g, g,
+                                            lambda x: x * H * b_a))
+                ops.append(self._collective("moe_reduce_scatter", "moe", "moe", "ffn", nm, "reduce_scatter",
+                                            g, g, lambda x: x * H * b_a))
             if lay.dp == 1 and lay.ffn_group > 1:
                 # Helix / TEP: every GPU holds all tokens; the partial outputs of the experts (and of the
                 # TP-sharded shared experts) are summed over the FFN group. The paper's "intra-expert
