@@ -52,12 +52,44 @@ def test_the_fit_by_simulation_recovers_known_scales_and_request_overhead(monkey
     assert len(rows) >= fit.MIN_ROWS_PER_SCALE
     res = fit.fit_by_simulation(rows, workers=1, rounds=2)
     got = res["fit"]["vllm"]
-    assert got["scales"] == {"h100_sxm|dense": (1.2, 2.0)}
+    # 12 rows of one weight format: the format's own group (the truth's kind-wide entry applies to it)
+    assert got["scales"] == {"h100_sxm|dense:bf16": (1.2, 2.0)}
     assert got["params"]["request_overhead_s"] == pytest.approx(0.02)
     assert got["params"]["request_overhead_per_input_token_s"] == 0.0
     assert got["objective_pct"] == pytest.approx(0.0, abs=1e-6)
     # the step overheads are not fitted here: they stay the profile's
     assert got["params"]["decode_overhead_s"] == PROFILES["vllm"].decode_overhead_s
+
+
+def test_each_weight_format_gets_its_own_scales(monkeypatch):
+    """Rows of two weight formats of one (GPU, kind) whose kernels run at different speeds relative to
+    the op tables (truth: BF16 decode 1.2 / prefill 2.0, FP8 0.8 / 0.5): each format's group recovers
+    its own pair, and the profile it ships applies each to its format only."""
+    monkeypatch.setattr(fit, "GRIDS", {**fit.GRIDS, "prefill_scale": [0.5, 1.0, 2.0], "decode_scale": [0.8, 1.0, 1.2],
+                                       "request_overhead_s": [0.0, 0.02], "request_overhead_per_input_token_s": [0.0],
+                                       "handover_s": [0.0]})
+    monkeypatch.setattr(fit, "_run_table", _small_run_table)
+    truth = PROFILES["vllm"].with_(gpu_time_scales=(("h100_sxm", "dense:bf16", 1.2, 2.0),
+                                                    ("h100_sxm", "dense:fp8", 0.8, 0.5)),
+                                   request_overhead_s=0.02, request_overhead_per_input_token_s=0.0, handover_s=0.0,
+                                   request_overhead_by_kind=())
+    fp8 = [dataclasses.replace(r, line=r.line + 100, precision="fp8", gemm_quant_mode="fp8") for r in _rows()]
+    rows = _measured(_rows() + fp8, truth)
+    res = fit.fit_by_simulation(rows, workers=1, rounds=2)["fit"]
+    got = res["vllm"]
+    assert got["scales"] == {"h100_sxm|dense:bf16": (1.2, 2.0), "h100_sxm|dense:fp8": (0.8, 0.5)}
+    assert got["objective_pct"] == pytest.approx(0.0, abs=1e-6)
+    shipped = fit.profiles_from_fit(res)["vllm"]
+    assert shipped.gpu_time_scale("h100_sxm", "dense", "fp8") == (0.8, 0.5)
+    assert shipped.gpu_time_scale("h100_sxm", "dense", "bf16") == (1.2, 2.0)
+
+
+def test_a_formats_scales_win_over_its_kinds():
+    prof = PROFILES["vllm"].with_(gpu_time_scales=(("b200_sxm", "moe", 0.9, 0.7), ("b200_sxm", "moe:nvfp4", 1.1, 1.4)))
+    assert prof.gpu_time_scale("b200_sxm", "moe", "nvfp4") == (1.1, 1.4)
+    assert prof.gpu_time_scale("b200_sxm", "moe", "fp8_block") == (0.9, 0.7)  # no entry of its own: the kind's
+    assert prof.gpu_time_scale("b200_sxm", "moe") == (0.9, 0.7)
+    assert prof.gpu_time_scale("h100_sxm", "moe", "nvfp4") == (1.0, 1.0)
 
 
 def _small_run_table(rows, profiles, workers):
@@ -112,7 +144,7 @@ def test_the_post_run_only_fit_finds_the_request_overhead_at_given_scales(monkey
     rows = _measured(_rows(), truth)
     start = {"vllm": {"scales": {"h100_sxm|dense": [1.2, 2.0]}, "params": {"request_overhead_s": 0.0}}}
     got = fit.fit_by_simulation(rows, workers=1, start=start, scales_fixed=True)["fit"]["vllm"]
-    assert got["scales"] == {"h100_sxm|dense": (1.2, 2.0)}  # kept, not searched
+    assert got["scales"] == {"h100_sxm|dense:bf16": (1.2, 2.0)}  # the start's (kind-wide) value, not searched
     assert got["params"]["request_overhead_s"] == pytest.approx(0.05)
     assert got["params"]["request_overhead_per_input_token_s"] == pytest.approx(1e-5)
     assert got["objective_pct"] == pytest.approx(0.0, abs=1e-6)

@@ -137,9 +137,10 @@ class FrameworkProfile:
     # the per-request overhead of one model kind where it differs from ``request_overhead_s``:
     # ((kind, seconds), ...), kind = model_kind(); fitted (validation)
     request_overhead_by_kind: tuple = ()
-    # fitted corrections of the op-table GPU time, per (GPU, model kind): (gpu, kind, decode-step
-    # scale, prefill-step scale), kind = model_kind(): "dense" | "moe" | "mla-moe"; see
-    # simcluster.validate.fit and docs/validation.md
+    # fitted corrections of the op-table GPU time, per (GPU, model kind[, weight format]): (gpu, kind,
+    # decode-step scale, prefill-step scale), kind = model_kind(): "dense" | "moe" | "mla-moe", or
+    # "kind:format" (e.g. "mla-moe:fp8_block") for one weight format's kernels, which wins over the
+    # kind's entry; see simcluster.validate.fit and docs/validation.md
     gpu_time_scales: tuple = ()
     # speculative decoding: draft tokens per decode iteration (0 = off); set per deployment
     spec_draft_tokens: int = 0
@@ -179,11 +180,13 @@ class FrameworkProfile:
                 return float(v)
         return float(self.request_overhead_s)
 
-    def gpu_time_scale(self, gpu: str, kind: str) -> tuple[float, float]:
-        """(decode, prefill) multipliers of the op-table GPU time on ``gpu`` for ``kind`` models."""
-        for g, k, d, pf in self.gpu_time_scales:
-            if g == gpu and k == kind:
-                return float(d), float(pf)
+    def gpu_time_scale(self, gpu: str, kind: str, weights: str = "") -> tuple[float, float]:
+        """(decode, prefill) multipliers of the op-table GPU time on ``gpu`` for ``kind`` models with
+        ``weights`` (a number-format name): the entry of that format if there is one, else the kind's."""
+        for key in ((f"{kind}:{weights}", kind) if weights else (kind,)):
+            for g, k, d, pf in self.gpu_time_scales:
+                if g == gpu and k == key:
+                    return float(d), float(pf)
         return 1.0, 1.0
 
     def with_(self, **changes) -> "FrameworkProfile":
@@ -529,16 +532,17 @@ class ScheduledStepCost:
     :func:`mtp_acceptance_length` (k) tokens per sequence on average; the step costs that iteration
     divided by the acceptance length. Prefill work grows by the MTP layer's share (it fills its own KV).
 
-    The GPU-time scales of ``(gpu, kind)`` apply by the kind of work: a decode step takes the decode
+    The GPU-time scales of ``(gpu, kind, weights)`` apply by the kind of work: a decode step takes the decode
     scale, a prefill pass the prefill scale, and one fused pass of decodes and prompt tokens the decode
     scale on what its decodes alone would cost and the prefill scale on what the prompt tokens add.
     """
 
-    def __init__(self, base, profile: FrameworkProfile, dp: int = 1, gpu: str = "", kind: str = "") -> None:
+    def __init__(self, base, profile: FrameworkProfile, dp: int = 1, gpu: str = "", kind: str = "",
+                 weights: str = "") -> None:
         self.base = base
         self.profile = profile
         self.dp = max(1, int(dp))
-        self.decode_scale, self.prefill_scale = profile.gpu_time_scale(gpu, kind)
+        self.decode_scale, self.prefill_scale = profile.gpu_time_scale(gpu, kind, weights)
         self.pipeline_stages = getattr(base, "pipeline_stages", 1)
         self._pad_cache: dict[int, StepTime] = {}
         self._step_cache: dict[BatchShape, StepTime] = {}

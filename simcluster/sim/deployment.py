@@ -115,7 +115,8 @@ def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> li
                 if profile is not None:
                     from simcluster.perf.framework import ScheduledStepCost, model_kind
 
-                    cost = ScheduledStepCost(cost, profile, dp=layout.dp, gpu=gpu.name, kind=model_kind(model))
+                    cost = ScheduledStepCost(cost, profile, dp=layout.dp, gpu=gpu.name, kind=model_kind(model),
+                                             weights=weights.name)
                 if cost_cache is not None:
                     cost_cache[ckey] = cost
         peak_flops, _ = gpu.flops_for(get_format(act.name).compute_class)

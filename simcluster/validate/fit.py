@@ -226,22 +226,50 @@ POST_RUN_TIMES = ("request_overhead_s", "request_overhead_per_input_token_s", "h
 
 
 def group_of(setup) -> str:
-    """The (GPU, model kind) group of a mapped row: the unit the GPU-time scales are fitted per."""
+    """The (GPU, model kind) group of a mapped row."""
     from simcluster.catalog.models import get_model
     from simcluster.perf.framework import model_kind
 
     return f"{setup.gpu}|{model_kind(get_model(setup.model))}"
 
 
-def _swept_profiles(base: dict, scales: dict, groups: list[str], which: int | None, value: float | None) -> dict:
+def format_group_of(setup) -> str:
+    """The (GPU, model kind, weight format) group of a mapped row: ``gpu|kind:format``."""
+    return f"{group_of(setup)}:{setup.weights}"
+
+
+def coarse_group(group: str) -> str:
+    """``gpu|kind`` of a ``gpu|kind:format`` group (itself if it has no format)."""
+    return group.split(":")[0]
+
+
+def fit_groups(setups, frameworks) -> list[str]:
+    """The group each mapped row's GPU-time scales are fitted in: (GPU, model kind, weight format)
+    where its framework has at least ``MIN_ROWS_PER_SCALE`` such rows — the engines run each format
+    through its own kernels (FP8 block-scaled and NVFP4 experts are different GEMMs), whose speed
+    relative to the op micro-benchmarks differs — else (GPU, model kind)."""
+    from collections import Counter
+
+    fine = [format_group_of(s) for s in setups]
+    n = Counter(zip(frameworks, fine))
+    return [g if n[(f, g)] >= MIN_ROWS_PER_SCALE else coarse_group(g) for f, g in zip(frameworks, fine)]
+
+
+def _scale_of(scales_fw: dict, g: str) -> tuple[float, float]:
+    """A group's current scales: its own, else its (GPU, kind) group's (a first fit per format starts
+    there), else neutral."""
+    return tuple(scales_fw.get(g, scales_fw.get(coarse_group(g), (1.0, 1.0))))
+
+
+def _swept_profiles(base: dict, scales: dict, groups, which: int | None, value: float | None) -> dict:
     """``base`` profiles with every group's decode (``which`` 0) or prefill (1) scale at ``value`` and
     its other scale at the current fitted one (``which`` None: both at the fitted ones); the post-run
-    times at zero (added after the runs)."""
+    times at zero (added after the runs). ``groups``: a list for every framework, or {framework: list}."""
     out = {}
     for fw, prof in base.items():
         entries = []
-        for g in groups:
-            cur = list(scales.get(fw, {}).get(g, (1.0, 1.0)))
+        for g in (groups.get(fw, []) if isinstance(groups, dict) else groups):
+            cur = list(_scale_of(scales.get(fw, {}), g))
             if which is not None:
                 cur[which] = value
             gpu, kind = g.split("|")
@@ -321,12 +349,13 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
     rows = [rows[i] for i in keep]
     setups = [mapped[i] for i in keep]
     fw = np.array([s.framework for s in setups])
-    grp = np.array([group_of(s) for s in setups])
-    kind = np.array([g.split("|")[1] for g in grp])
+    grp = np.array(fit_groups(setups, list(fw)))
+    kind = np.array([coarse_group(g).split("|")[1] for g in grp])
     disagg = np.array([s.mode == "disaggregated" for s in setups], dtype=float)
     meas_ttft = np.array([r.ttft_ms / 1e3 for r in rows])
     meas_tpot = np.array([r.tpot_ms / 1e3 for r in rows])
     groups = sorted(set(grp))
+    fw_groups = {f: sorted(str(g) for g in set(grp[fw == f])) for f in frameworks}
     scales: dict[str, dict[str, tuple[float, float]]] = {f: {} for f in frameworks}
     params = {f: {k: float(getattr(base[f], k)) for k in POST_RUN_TIMES} for f in frameworks}
     for f, prev in (start or {}).items():
@@ -385,7 +414,7 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
             grid = GRIDS[name] if which is not None else [None]
             tables = []
             for v in grid:
-                tables.append(_run_table(rows, _swept_profiles(base, scales, groups, which, v), workers))
+                tables.append(_run_table(rows, _swept_profiles(base, scales, fw_groups, which, v), workers))
                 if progress:
                     progress(f"round {rnd + 1} {name} {v}")
             neutral = grid.index(1.0) if which is not None else 0
@@ -395,7 +424,7 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
                     continue
                 fgroups = ([g for g in groups if np.sum(grp[idx] == g) >= MIN_ROWS_PER_SCALE]
                            if which is not None else [])
-                choice = {g: grid.index(min(grid, key=lambda v, g=g: abs(v - scales[f].get(g, (1.0, 1.0))[which])))
+                choice = {g: grid.index(min(grid, key=lambda v, g=g: abs(v - _scale_of(scales[f], g)[which])))
                           for g in fgroups}
 
                 def pick(ch):
@@ -408,10 +437,10 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
                 if last_round and (which is None or which == 0):  # last stage: the per-kind overheads
                     p, choice, best = descend(idx, p, choice, fgroups, grid, pick, by_kind=True)
                 params[f] = p
-                for g in (groups if which is not None else []):
-                    cur = list(scales[f].get(g, (1.0, 1.0)))
+                for g in (fw_groups[f] if which is not None else []):
+                    cur = list(_scale_of(scales[f], g))
                     cur[which] = grid[choice[g]] if g in choice else 1.0
-                    if cur == [1.0, 1.0]:
+                    if cur == [1.0, 1.0] and ":" not in g:  # a format's 1.0 must not fall back to its kind's
                         scales[f].pop(g, None)
                     else:
                         scales[f][g] = tuple(cur)
@@ -423,7 +452,9 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
                    if v != params[f]["request_overhead_s"]}
         out[f] = {"params": {**engine, **{k: params[f][k] for k in POST_RUN_TIMES},
                              "request_overhead_by_kind": dict(sorted(by_kind.items()))},
-                  "scales": dict(sorted(scales[f].items())),
+                  # the groups this framework's rows were fitted in (a start entry no row uses is dropped)
+                  "scales": {g: tuple(_scale_of(scales[f], g)) for g in fw_groups[f]
+                             if ":" in g or tuple(_scale_of(scales[f], g)) != (1.0, 1.0)},
                   "rows": int(np.sum(fw == f)),
                   "objective_pct": next((h["objective_pct"] for h in reversed(history) if h["framework"] == f),
                                         math.nan)}
