@@ -53,7 +53,8 @@ def test_the_fit_by_simulation_recovers_known_scales_and_request_overhead(monkey
     res = fit.fit_by_simulation(rows, workers=1, rounds=2)
     got = res["fit"]["vllm"]
     # 12 rows of one weight format: the format's own group (the truth's kind-wide entry applies to it)
-    assert got["scales"] == {"h100_sxm|dense:bf16": (1.2, 2.0)}
+    # (and the kind's fallback for other formats is that one format's)
+    assert got["scales"] == {"h100_sxm|dense:bf16": (1.2, 2.0), "h100_sxm|dense": (1.2, 2.0)}
     assert got["params"]["request_overhead_s"] == pytest.approx(0.02)
     assert got["params"]["request_overhead_per_input_token_s"] == 0.0
     assert got["objective_pct"] == pytest.approx(0.0, abs=1e-6)
@@ -77,11 +78,23 @@ def test_each_weight_format_gets_its_own_scales(monkeypatch):
     rows = _measured(_rows() + fp8, truth)
     res = fit.fit_by_simulation(rows, workers=1, rounds=2)["fit"]
     got = res["vllm"]
-    assert got["scales"] == {"h100_sxm|dense:bf16": (1.2, 2.0), "h100_sxm|dense:fp8": (0.8, 0.5)}
+    # a third format falls back to the row-weighted geometric mean, on the grids: √(1.2·0.8) ≈ 0.98 → 1.0, √(2·0.5) = 1
+    assert got["scales"] == {"h100_sxm|dense:bf16": (1.2, 2.0), "h100_sxm|dense:fp8": (0.8, 0.5),
+                             "h100_sxm|dense": (1.0, 1.0)}
     assert got["objective_pct"] == pytest.approx(0.0, abs=1e-6)
     shipped = fit.profiles_from_fit(res)["vllm"]
     assert shipped.gpu_time_scale("h100_sxm", "dense", "fp8") == (0.8, 0.5)
     assert shipped.gpu_time_scale("h100_sxm", "dense", "bf16") == (1.2, 2.0)
+
+
+def test_a_kind_without_rows_of_its_own_falls_back_to_its_formats_weighted_mean():
+    scales = {"b200_sxm|moe:nvfp4": (1.2, 2.0), "b200_sxm|moe:fp8_block": (0.8, 0.5), "h100_sxm|dense": (1.1, 0.85)}
+    # 30 : 10 rows -> exp((30 ln 1.2 + 10 ln 0.8) / 40) = 1.09 -> 1.1 on the decode grid; prefill 1.41 -> 1.4
+    got = fit.kind_fallbacks(scales, {"b200_sxm|moe:nvfp4": 30, "b200_sxm|moe:fp8_block": 10, "b200_sxm|moe": 5})
+    assert got == {"b200_sxm|moe": (1.1, 1.4)}
+    # a kind whose other formats had enough rows to be fitted together keeps its own value
+    assert fit.kind_fallbacks(scales, {"b200_sxm|moe:nvfp4": 30, "b200_sxm|moe:fp8_block": 10,
+                                       "b200_sxm|moe": fit.MIN_ROWS_PER_SCALE}) == {}
 
 
 def test_a_formats_scales_win_over_its_kinds():
@@ -144,7 +157,8 @@ def test_the_post_run_only_fit_finds_the_request_overhead_at_given_scales(monkey
     rows = _measured(_rows(), truth)
     start = {"vllm": {"scales": {"h100_sxm|dense": [1.2, 2.0]}, "params": {"request_overhead_s": 0.0}}}
     got = fit.fit_by_simulation(rows, workers=1, start=start, scales_fixed=True)["fit"]["vllm"]
-    assert got["scales"] == {"h100_sxm|dense:bf16": (1.2, 2.0)}  # the start's (kind-wide) value, not searched
+    # the start's (kind-wide) value, not searched
+    assert got["scales"] == {"h100_sxm|dense:bf16": (1.2, 2.0), "h100_sxm|dense": (1.2, 2.0)}
     assert got["params"]["request_overhead_s"] == pytest.approx(0.05)
     assert got["params"]["request_overhead_per_input_token_s"] == pytest.approx(1e-5)
     assert got["objective_pct"] == pytest.approx(0.0, abs=1e-6)

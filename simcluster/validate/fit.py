@@ -7,15 +7,18 @@ measures configurations the fit never saw. About half the configurations go each
 
 **Fit.** Per framework, on the train rows only: the per-request overhead and its per-prompt-token
 part and the disaggregated hand-over of its :class:`~simcluster.perf.framework.FrameworkProfile`,
-and a GPU-time correction of the op tables per (GPU, model kind dense / MoE / MLA-MoE) for decode
-steps and for prefill steps, bounded to 0.5–1.5 (decode) and 0.5–2 (prefill), minimising TTFT MAPE
-+ 2 × TPOT MAPE. :func:`fit_by_simulation` (the default) simulates every grid value of the scales:
+and a GPU-time correction of the op tables for decode steps and for prefill steps, bounded to
+0.5–1.5 (decode) and 0.5–2 (prefill), minimising TTFT MAPE + 2 × TPOT MAPE. The corrections are
+kept per (GPU, model kind dense / MoE / MLA-MoE, weight format) where the framework has at least
+``MIN_ROWS_PER_SCALE`` train rows of the format (:func:`fit_groups`: each format runs its own
+kernels), else per (GPU, model kind); a format without a group of its own falls back to the kind's
+(:func:`kind_fallbacks`). :func:`fit_by_simulation` (the default) simulates every grid value of the scales:
 in a closed loop near saturation a slower prefill does not lengthen TTFT in proportion, it makes the
 prefill pool the bottleneck and TTFT grows with the queue, which no linear model of one run can
 see. The older :func:`fit_times` (``--method linearised``) searches a model linearised around one
-simulation with every fitted value at zero (:func:`linearised`) and also fits the step overheads.
-Groups with fewer than ``MIN_ROWS_PER_SCALE`` train rows keep the neutral value. Nothing is fitted
-per model or per row.
+simulation with every fitted value at zero (:func:`linearised`) and also fits the step overheads
+(per (GPU, model kind) only). A (GPU, model kind) with fewer than ``MIN_ROWS_PER_SCALE`` train rows
+and no format group keeps the neutral value. Nothing is fitted per model or per row.
 
 Reproduce (the simulated fit is about 22 runs of the train rows: 25 minutes on two cores)::
 
@@ -261,6 +264,28 @@ def _scale_of(scales_fw: dict, g: str) -> tuple[float, float]:
     return tuple(scales_fw.get(g, scales_fw.get(coarse_group(g), (1.0, 1.0))))
 
 
+def kind_fallbacks(scales: dict, counts: dict) -> dict:
+    """(GPU, kind) entries for the weight formats of a kind that have no group of their own (too few
+    train rows, or none: a held-out configuration's format): where the kind's own leftover rows were
+    too few to be fitted, the geometric mean of its formats' fitted scales weighted by their train
+    rows, on the grids. ``scales``: {group: (decode, prefill)} of one framework; ``counts``: its train
+    rows per group. Returns the entries to add."""
+    out = {}
+    by_kind: dict[str, list[str]] = {}
+    for g in scales:
+        if ":" in g:
+            by_kind.setdefault(coarse_group(g), []).append(g)
+    for kind, fmts in sorted(by_kind.items()):
+        if counts.get(kind, 0) >= MIN_ROWS_PER_SCALE:
+            continue  # the kind's other formats were fitted together: their value stands
+        w = [counts.get(g, 0) for g in fmts]
+        if sum(w) <= 0:
+            continue
+        mean = [math.exp(sum(wi * math.log(scales[g][i]) for wi, g in zip(w, fmts)) / sum(w)) for i in (0, 1)]
+        out[kind] = (_snap(mean[0], GRIDS["decode_scale"]), _snap(mean[1], GRIDS["prefill_scale"]))
+    return out
+
+
 def _swept_profiles(base: dict, scales: dict, groups, which: int | None, value: float | None) -> dict:
     """``base`` profiles with every group's decode (``which`` 0) or prefill (1) scale at ``value`` and
     its other scale at the current fitted one (``which`` None: both at the fitted ones); the post-run
@@ -448,13 +473,17 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
     out = {}
     for f in frameworks:
         engine = {k: float(getattr(base[f], k)) for k in FITTED_TIMES if k not in POST_RUN_TIMES}
+        fitted = {g: tuple(_scale_of(scales[f], g)) for g in fw_groups[f]
+                  if ":" in g or tuple(_scale_of(scales[f], g)) != (1.0, 1.0)}
+        counts = {g: int(np.sum((fw == f) & (grp == g))) for g in fw_groups[f]}
         by_kind = {k: v for k, v in params[f].get("request_overhead_by_kind", {}).items()
                    if v != params[f]["request_overhead_s"]}
         out[f] = {"params": {**engine, **{k: params[f][k] for k in POST_RUN_TIMES},
                              "request_overhead_by_kind": dict(sorted(by_kind.items()))},
-                  # the groups this framework's rows were fitted in (a start entry no row uses is dropped)
-                  "scales": {g: tuple(_scale_of(scales[f], g)) for g in fw_groups[f]
-                             if ":" in g or tuple(_scale_of(scales[f], g)) != (1.0, 1.0)},
+                  # the groups this framework's rows were fitted in (a start entry no row uses is
+                  # dropped), and what formats without a group of their own fall back to
+                  "scales": dict(sorted({**fitted, **kind_fallbacks(fitted, counts)}.items())),
+                  "group_rows": counts,
                   "rows": int(np.sum(fw == f)),
                   "objective_pct": next((h["objective_pct"] for h in reversed(history) if h["framework"] == f),
                                         math.nan)}
