@@ -284,7 +284,7 @@ PROFILES: dict[str, FrameworkProfile] = {
         request_overhead_s=0.15,
         request_overhead_per_input_token_s=2e-05,
         request_overhead_by_kind=(("dense", 0.3),),  # (kind, seconds), fitted
-        spec_iteration_overhead_s=0.002,  # fitted (python -m simcluster.validate.fit ... --spec-overhead)
+        spec_iteration_overhead_s=0.004,  # fitted (python -m simcluster.validate.fit ... --spec-overhead)
         first_token_at="kv_landed",
         gpu_time_scales=(  # (GPU, kind[:weight format], decode scale, prefill scale), fitted by simulation
             ("b200_sxm", "mla-moe", 0.8, 0.85),
