@@ -286,14 +286,14 @@ def kind_fallbacks(scales: dict, counts: dict) -> dict:
     return out
 
 
-def _swept_profiles(base: dict, scales: dict, groups, which: int | None, value: float | None) -> dict:
-    """``base`` profiles with every group's decode (``which`` 0) or prefill (1) scale at ``value`` and
-    its other scale at the current fitted one (``which`` None: both at the fitted ones); the post-run
-    times at zero (added after the runs). ``groups``: a list for every framework, or {framework: list}."""
+def _swept_profiles(base: dict, scales: dict, groups: dict, which: int | None, value: float | None) -> dict:
+    """``base`` profiles with every group of ``groups[framework]`` at decode (``which`` 0) or prefill
+    (1) scale ``value`` and its other scale at the current fitted one (``which`` None: both at the
+    fitted ones); the post-run times at zero (added after the runs)."""
     out = {}
     for fw, prof in base.items():
         entries = []
-        for g in (groups.get(fw, []) if isinstance(groups, dict) else groups):
+        for g in groups.get(fw, []):
             cur = list(_scale_of(scales.get(fw, {}), g))
             if which is not None:
                 cur[which] = value
