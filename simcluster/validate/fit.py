@@ -129,8 +129,7 @@ def _row_arrays(results):
     """Per simulated row with a measurement: what the linearised model needs."""
     import numpy as np
 
-    from simcluster.catalog.models import get_model
-    from simcluster.perf.framework import model_kind, mtp_acceptance_length
+    from simcluster.perf.framework import mtp_acceptance_length
 
     recs = []
     for r in results:
@@ -139,10 +138,9 @@ def _row_arrays(results):
         s, p = r.setup, r.prediction
         dec = s.pools.get("decode") or s.pools.get("colocated")
         inst = (p.decode_workers if s.mode == "disaggregated" else dec.instances) or 1
-        kind = model_kind(get_model(s.model))
         # disaggregated rows whose first token waits for a decode step (the framework's first_token_at)
         first_step = s.mode == "disaggregated" and s.profile.first_token_at == "first_decode_step"
-        recs.append((s.framework, f"{s.gpu}|{kind}", first_step, p.ttft_ms / 1e3, p.tpot_ms / 1e3,
+        recs.append((s.framework, group_of(s), first_step, p.ttft_ms / 1e3, p.tpot_ms / 1e3,
                      r.row.ttft_ms / 1e3, r.row.tpot_ms / 1e3, float(r.row.isl), s.concurrency / inst,
                      mtp_acceptance_length(s.spec_tokens), s.mode == "disaggregated"))
     if not recs:
@@ -275,14 +273,14 @@ def kind_fallbacks(scales: dict, counts: dict) -> dict:
     for g in scales:
         if ":" in g:
             by_kind.setdefault(coarse_group(g), []).append(g)
-    for kind, fmts in sorted(by_kind.items()):
-        if counts.get(kind, 0) >= MIN_ROWS_PER_SCALE:
+    for coarse, fmts in sorted(by_kind.items()):
+        if counts.get(coarse, 0) >= MIN_ROWS_PER_SCALE:
             continue  # the kind's other formats were fitted together: their value stands
         w = [counts.get(g, 0) for g in fmts]
         if sum(w) <= 0:
             continue
         mean = [math.exp(sum(wi * math.log(scales[g][i]) for wi, g in zip(w, fmts)) / sum(w)) for i in (0, 1)]
-        out[kind] = (_snap(mean[0], GRIDS["decode_scale"]), _snap(mean[1], GRIDS["prefill_scale"]))
+        out[coarse] = (_snap(mean[0], GRIDS["decode_scale"]), _snap(mean[1], GRIDS["prefill_scale"]))
     return out
 
 
@@ -379,7 +377,6 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
     disagg = np.array([s.mode == "disaggregated" for s in setups], dtype=float)
     meas_ttft = np.array([r.ttft_ms / 1e3 for r in rows])
     meas_tpot = np.array([r.tpot_ms / 1e3 for r in rows])
-    groups = sorted(set(grp))
     fw_groups = {f: sorted(str(g) for g in set(grp[fw == f])) for f in frameworks}
     scales: dict[str, dict[str, tuple[float, float]]] = {f: {} for f in frameworks}
     params = {f: {k: float(getattr(base[f], k)) for k in POST_RUN_TIMES} for f in frameworks}
@@ -447,7 +444,7 @@ def fit_by_simulation(rows, *, workers: int = 1, base: dict | None = None, round
                 idx = np.nonzero(fw == f)[0]
                 if len(idx) == 0:
                     continue
-                fgroups = ([g for g in groups if np.sum(grp[idx] == g) >= MIN_ROWS_PER_SCALE]
+                fgroups = ([g for g in fw_groups[f] if np.sum(grp[idx] == g) >= MIN_ROWS_PER_SCALE]
                            if which is not None else [])
                 choice = {g: grid.index(min(grid, key=lambda v, g=g: abs(v - _scale_of(scales[f], g)[which])))
                           for g in fgroups}
