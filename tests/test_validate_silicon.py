@@ -12,7 +12,7 @@ from simcluster.cli.main import main
 from simcluster.errors import UserError
 from simcluster.validate.fit import is_train, split_rows
 from simcluster.validate.mapping import Setup, Unsupported, map_row
-from simcluster.validate.silicon import parse_row, read_silicon_csv
+from simcluster.validate.silicon import ep_squared_encoding, parse_row, read_silicon_csv
 
 from conftest import shared_path
 
@@ -73,6 +73,39 @@ def test_the_exports_product_encoding_of_tp_and_ep_is_undone():
     assert isinstance(s, Setup)
     assert s.pools["colocated"].layout == "tp=8,ep=8,tpf=1,pp=1"
     assert any("encoding" in n for n in s.notes)
+
+
+def test_the_exports_square_encoding_of_vllm_expert_parallel_is_undone():
+    # vLLM `--tensor-parallel-size 4 --enable-expert-parallel` (4 GPUs, EP 4) is exported as
+    # tp = attention_dp = 4, moe_ep = 16; the batch column is per attention rank, so 64 x 4 = 256 clients,
+    # the silicon_concurrency the source names
+    src = "db-dump/2026-04-27; config_id=691; silicon_concurrency=256; measured=2026-04-22T00:00:00.000Z"
+    kw = dict(model_path="MiniMaxAI/MiniMax-M2.5", system="b200_sxm", precision="fp8", gemm_quant_mode="fp8",
+              moe_quant_mode="fp8", batch_size=64, tp_size=4, attention_dp_size=4, moe_tp_size=1, moe_ep_size=16,
+              silicon_data_source=src)
+    r = parse_row(_agg(**kw), 2, "f.csv")
+    assert ep_squared_encoding(r.agg) == 4
+    s = map_row(r)
+    assert isinstance(s, Setup)
+    assert s.pools["colocated"].layout == "tp=4,ep=4,tpf=1,pp=1"
+    assert s.concurrency == 256 == r.concurrency_hint
+    assert any("encoding" in n for n in s.notes)
+    # near misses are not the encoding: EP not the square, no attention DP, expert TP present
+    for change in ({"moe_ep_size": 8}, {"attention_dp_size": 1}, {"moe_tp_size": 2}):
+        assert ep_squared_encoding(parse_row(_agg(**{**kw, **change}), 2, "f.csv").agg) == 0
+
+
+def test_every_square_encoded_row_of_the_dev_file_runs_on_k_gpus_with_its_measured_concurrency():
+    rows, _ = read_silicon_csv(shared_path("validation", "silicon_sample_dev.csv"))
+    hits = [r for r in rows if r.mode == "agg" and ep_squared_encoding(r.agg)]
+    assert hits, "the dev file has rows in the square encoding"
+    for r in hits:
+        k = ep_squared_encoding(r.agg)
+        s = map_row(r)
+        assert isinstance(s, Setup), r.id
+        assert s.concurrency == r.concurrency_hint or not r.concurrency_hint, r.id  # batch x k: the clients
+        layout = s.pools["colocated"].layout
+        assert layout in (f"tp={k},ep={k},tpf=1,pp=1", f"dp={k},ep={k},tpf=1,pp=1"), (r.id, layout)
 
 
 def test_block_scaled_fp8_checkpoints_price_with_the_block_tables():

@@ -99,6 +99,10 @@ def cost(gpu, model, weights, kv, activations, phase, batch, context, tokens, la
         from simcluster.perf.calibration import CalibratedOps
 
         ops = CalibratedOps(gpu_spec, framework=framework if framework != "ideal" else "vllm")
+        if framework != "ideal":  # the framework's kernel routes and custom all-reduce, as the simulator prices
+            from simcluster.perf.framework import FrameworkOps, get_profile
+
+            ops = FrameworkOps(ops, get_profile(framework, field="--framework"), node_gpus=gpu_spec.gpus_per_node)
     try:
         spec = CostSpec(gpu_spec, model_spec, weights, kv, activations, lay, framework=framework, hop_b=hop_b, ops=ops,
                         kv_eviction_budget=kv_budget, resmoe_keep=resmoe_keep, a2a_payload=a2a_payload,
@@ -117,6 +121,12 @@ def cost(gpu, model, weights, kv, activations, phase, batch, context, tokens, la
     except UserError as exc:
         memory = {"fits": False, "error": str(exc)}
     c = model_cost.composer
+    scale = None
+    if framework != "ideal" and not sol:
+        from simcluster.perf.framework import get_profile, model_kind
+
+        decode_s, prefill_s = get_profile(framework).gpu_time_scale(gpu_spec.name, model_kind(model_spec), spec.weights)
+        scale = decode_s if phase == "decode" else prefill_s
     out = {
         "config": {
             "gpu": gpu_spec.name, "model": model_spec.name, "weights": spec.weights, "kv": spec.kv,
@@ -132,6 +142,8 @@ def cost(gpu, model, weights, kv, activations, phase, batch, context, tokens, la
                   "tokens": tokens if phase == "prefill" else 1, **shape.__dict__},
         **report,
         "table_latency_s": model_cost.step(shape).latency_s,
+        # the fitted GPU-time scale the simulator applies to this phase (docs/validation.md); not in latency_s
+        "fitted_gpu_time_scale": scale,
         "memory": memory,
     }
     if as_json:
@@ -165,6 +177,9 @@ def _table(r: dict) -> str:
         f"  flops {r['flops'] / 1e9:,.1f} GFLOP, HBM {r['hbm_bytes'] / 1e9:,.3f} GB, "
         f"framework overhead {_fmt_s(r['step_overhead_s'])}",
     ]
+    if r.get("fitted_gpu_time_scale") not in (None, 1.0):
+        lines.append(f"  the simulator scales this phase's GPU time by {r['fitted_gpu_time_scale']:g} "
+                     f"(fitted for {cfg['framework']} on {cfg['gpu']}; docs/validation.md)")
     head = f"    {'op':<22}{'time':>12}{'weights MB':>12}{'KV MB':>10}{'GFLOP':>10}  {'bound':<8}{'source':<28}detail"
     for layer in r["layers"]:
         lines += ["", f"per layer × {layer['count']} ({layer['attention']} attention, {layer['ffn']} FFN): "

@@ -241,21 +241,21 @@ PROFILES: dict[str, FrameworkProfile] = {
             ("b200_sxm", "dense:fp8", 0.85, 1.2),
             ("b200_sxm", "mla-moe", 0.95, 0.6),
             ("b200_sxm", "mla-moe:int4", 0.95, 0.6),
-            ("b200_sxm", "moe", 0.9, 0.6),
-            ("b200_sxm", "moe:fp8_block", 1.0, 0.6),
+            ("b200_sxm", "moe", 0.85, 1.0),
+            ("b200_sxm", "moe:fp8_block", 0.95, 1.4),
             ("b200_sxm", "moe:mxfp4", 0.7, 0.5),
-            ("h100_sxm", "dense", 1.2, 0.85),
-            ("h100_sxm", "dense:bf16", 1.2, 0.85),
+            ("h100_sxm", "dense", 1.2, 0.7),
+            ("h100_sxm", "dense:bf16", 1.3, 0.7),
             ("h100_sxm", "dense:fp8", 1.05, 0.85),
-            ("h100_sxm", "moe", 0.7, 0.5),
-            ("h100_sxm", "moe:fp8_block", 0.7, 0.5),
+            ("h100_sxm", "moe", 0.9, 0.7),
+            ("h100_sxm", "moe:fp8_block", 0.95, 1.0),
             ("h100_sxm", "moe:mxfp4", 0.8, 0.5),
             ("h200_sxm", "dense", 1.0, 0.5),
             ("h200_sxm", "dense:fp8", 1.0, 0.5),
             ("h200_sxm", "mla-moe", 1.0, 0.7),
             ("h200_sxm", "mla-moe:int4", 1.0, 0.7),
-            ("h200_sxm", "moe", 0.8, 1.4),
-            ("h200_sxm", "moe:fp8_block", 0.8, 1.2),
+            ("h200_sxm", "moe", 1.1, 1.4),
+            ("h200_sxm", "moe:fp8_block", 1.3, 1.2),
             ("h200_sxm", "moe:mxfp4", 0.7, 2.0),
         ),
         sources={
@@ -394,17 +394,21 @@ def default_chunk_budget(profile: FrameworkProfile, gpu_memory_bytes: float) -> 
 
 
 BLACKWELL = ("b200_sxm", "gb200", "b300_sxm", "gb300")
+HOPPER = ("h100_sxm", "h200_sxm")
 
 # Ops the frameworks' recipes run with another kernel than the one in the shipped table, on these
 # GPUs. Each: (op, framework, number formats, GPUs) -> what answers, with the evidence.
 KERNEL_ROUTES = {
-    # vLLM's FP8 block-scaled GEMM table on Blackwell (DeepGemmFp8BlockScaledMMKernel, collector of
-    # vLLM 0.24.0) is flat at 0.17-0.27 ms for every shape, from m = 1 on a 12 MB weight (2 µs of HBM
-    # traffic): a collection artefact (the same kernel family measures 8-19 µs in SGLang's and
-    # TRT-LLM's tables on the same GPUs). vLLM serves block-scaled FP8 with the same DeepGEMM /
-    # CUTLASS kernels: answer from SGLang's DeepGEMM table.
-    "vllm_fp8_block_gemm": {"op": "gemm", "framework": "vllm", "formats": ("fp8_block",), "gpus": BLACKWELL,
-                            "answer": ("framework", "sglang")},
+    # vLLM's FP8 block-scaled GEMM tables (DeepGemm / FlashInfer Fp8BlockScaledMMKernel, collector of
+    # vLLM 0.24.0) carry a per-call cost the same kernels do not have in the other frameworks' tables:
+    # on Blackwell they are flat at 0.17-0.27 ms for every shape, from m = 1 on a 12 MB weight (2 µs of
+    # HBM traffic); on Hopper they sit a median 47 µs (m <= 16), 72 µs (m 17-256), 56 µs (m 257-2048)
+    # and 45 µs (m > 2048) above SGLang's DeepGEMM table over the ~29,000 shapes both measured (4.7-6.3x
+    # at m <= 256, where TRT-LLM's table is a median 1.08x SGLang's, 0.9-1.36x from p10 to p90). A
+    # collection artefact: under CUDA graphs that time is not paid. vLLM serves block-scaled FP8 with
+    # the same DeepGEMM / CUTLASS kernels: answer from SGLang's DeepGEMM table.
+    "vllm_fp8_block_gemm": {"op": "gemm", "framework": "vllm", "formats": ("fp8_block",),
+                            "gpus": BLACKWELL + HOPPER, "answer": ("framework", "sglang")},
     # TRT-LLM runs gpt-oss's MXFP4 experts on Blackwell with MXFP8 activations in its TRTLLM-gen MoE
     # backend (trtllm-serve moe_config.backend TRTLLM, as in InferenceX gptoss_fp4_b200_trt.sh); the
     # w4a16 table is its slower fallback (3-4x the w4a8 one, and 3x FlashInfer's w4a16 in vLLM).

@@ -52,7 +52,7 @@ from simcluster.errors import UserError
 from simcluster.perf.framework import FrameworkProfile, default_chunk_budget, get_profile
 from simcluster.perf.layout import Layout
 from simcluster.validate.recipes import HARNESS, Recipe, harness_of, match
-from simcluster.validate.silicon import PoolShape, SiliconRow
+from simcluster.validate.silicon import PoolShape, SiliconRow, ep_squared_encoding
 
 FRAMEWORKS = ("vllm", "sglang", "trtllm")
 _WEIGHT_FORMATS = {
@@ -156,8 +156,11 @@ def _fits(model: ModelSpec, gpu, n_gpus: int, weights: str) -> bool:
     return total / n_gpus < 0.95 * gpu.memory_bytes
 
 
-def _layout(shape: PoolShape, model: ModelSpec, gpu, role: str, weights: str = "bf16") -> tuple[str, int, list[str]]:
-    """(layout string, data-parallel replicas of a dense model, notes) of one worker."""
+def _layout(shape: PoolShape, model: ModelSpec, gpu, role: str, weights: str = "bf16",
+            dp_attention: bool | None = None) -> tuple[str, int, list[str]]:
+    """(layout string, data-parallel replicas of a dense model, notes) of one worker.
+
+    ``dp_attention``: what the row's recipe says of attention data parallelism (None: no recipe)."""
     notes: list[str] = []
     tp = max(shape.tp, 1)
     dp = max(shape.attention_dp, 1)
@@ -170,6 +173,15 @@ def _layout(shape: PoolShape, model: ModelSpec, gpu, role: str, weights: str = "
         return f"tp={tp},pp={pp}", replicas, notes
     mtp, mep = shape.moe_tp, shape.moe_ep
     n = tp * dp
+    k = ep_squared_encoding(shape)
+    if k and _fits(model, gpu, k, weights):
+        if dp_attention:
+            notes.append(f"{role}: tp = attention_dp = {k}, moe_ep = {k * k} read as the export's encoding of "
+                         f"{k} GPUs with EP {k}, attention data-parallel (the recipe's dp-attn)")
+            return f"dp={k},ep={k},tpf=1,pp={pp}", 1, notes
+        notes.append(f"{role}: tp = attention_dp = {k}, moe_ep = {k * k} read as the export's encoding of "
+                     f"{k} GPUs with tensor-parallel attention and EP {k}")
+        return f"tp={k},ep={k},tpf=1,pp={pp}", 1, notes
     if mtp > 1 and mtp == mep and n == mtp * mep and _fits(model, gpu, mep, weights):
         k = mep
         notes.append(f"{role}: tp×dp = moe_tp×moe_ep = {n} read as the export's encoding of {k} GPUs with EP {k}")
@@ -283,7 +295,8 @@ def map_row(row: SiliconRow, profiles: dict | None = None) -> Setup | Unsupporte
     if row.mode == "agg":
         shape = row.agg
         try:
-            layout, replicas, n1 = _layout(shape, model, gpu, "agg", weights)
+            layout, replicas, n1 = _layout(shape, model, gpu, "agg", weights,
+                                           recipe.dp_attention if recipe is not None else None)
         except UserError as exc:
             return Unsupported(row, str(exc))
         notes += n1

@@ -47,6 +47,19 @@ class PoolShape:
     workers: int = 0
 
 
+def ep_squared_encoding(shape: PoolShape) -> int:
+    """k when the columns read ``tp = attention_dp = k``, ``moe_ep = k²``, no expert TP (else 0).
+
+    How the export writes a vLLM worker of k GPUs launched with ``--tensor-parallel-size k
+    --enable-expert-parallel``: the harness recipes of these points say ``tp: k, ep: k`` (with or
+    without ``dp-attn``), and the row ids ``tp{k}_ep{k}``; the batch column is the concurrency / k.
+    All 56 such rows of the dev file are vLLM MiniMax-M2.5 and Kimi-K2.5 runs."""
+    k = shape.tp
+    if k > 1 and shape.attention_dp == k and shape.moe_ep == k * k and shape.moe_tp <= 1:
+        return k
+    return 0
+
+
 @dataclass(frozen=True)
 class SiliconRow:
     """One measured deployment. Lengths in tokens; measured times in milliseconds (NaN if absent)."""
