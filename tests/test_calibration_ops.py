@@ -225,3 +225,49 @@ def test_custom_all_reduce_beats_nccl_for_small_messages(h100):
     assert h100.custom_all_reduce(small, 8) < h100.collective("all_reduce", small, 8, "nvlink")
     h100.custom_all_reduce(small, 16)
     assert "NCCL" in h100.last_detail or "nccl" in h100.last_detail
+
+
+@pytest.mark.parametrize("gpu", ["h100_sxm", "h200_sxm"])
+def test_expert_tp_on_a_table_measured_at_tp_1_only_costs_the_expert_parallelism_of_equal_work(gpu):
+    # TRT-LLM's w4a16 MXFP4 MoE tables on Hopper were measured at tp = 1 only (ep 1..128). Expert TP k
+    # holds the same expert bytes per GPU and does the same FLOPs per GPU as EP k at balanced routing,
+    # so the measured EP k point answers it; holding the tp = 1 efficiency instead made TP 8 cost a
+    # fifth of the EP 8 measurement at decode sizes (gpt-oss-120b: hidden 2880, 128 experts, top-4)
+    ops = CalibratedOps(GPUS[gpu], framework="trtllm")
+    shape = (2880, 2880, 4, 128)
+    for k in (2, 4, 8):
+        for tokens in (4, 64, 4096):
+            tp_k = ops.moe(tokens, *shape, k, 1, "mxfp4")
+            assert ops.last_source == "measured" and f"EP {k}" in ops.last_detail
+            assert tp_k == ops.moe(tokens, *shape, 1, k, "mxfp4")
+        # and it is no cheaper than reading this GPU's share of the active experts' weights
+        active_bytes = min(4 * 4, 128) * 3 * 2880 * 2880 * 0.53 / k  # MXFP4: 4.25 bits per weight
+        assert ops.moe(4, *shape, k, 1, "mxfp4") >= active_bytes / (GPUS[gpu].mem_bw_Bps)
+    many = ops.moe_many(np.array([4, 64, 4096]), *shape, np.array([2, 4, 8]), 1, "mxfp4")
+    assert np.allclose(many, [ops.moe(4, *shape, 1, 2, "mxfp4"), ops.moe(64, *shape, 1, 4, "mxfp4"),
+                              ops.moe(4096, *shape, 1, 8, "mxfp4")])
+    # a table with its own tp axis answers from it (vLLM's w4a16 MXFP4 table: tp 1..32)
+    vllm = CalibratedOps(GPUS[gpu], framework="vllm")
+    vllm.moe(4, *shape, 8, 1, "mxfp4")
+    assert "as EP" not in vllm.last_detail
+
+
+def test_trtllm_prices_expert_tp_as_the_expert_parallelism_of_equal_work_where_it_can():
+    # TRT-LLM's own tables have a tp axis for block-FP8 DeepSeek experts, but its deployments with
+    # expert TP decode at (or below) the cost of EP of equal work: the EP point answers
+    # (MOE_TP_AS_EP_FRAMEWORKS; docs/calibration.md). DeepSeek-R1: hidden 7168, inter 2048, top-8 of 256.
+    trt = CalibratedOps(GPUS["b200_sxm"], framework="trtllm")
+    ds = (7168, 2048, 8, 256)
+    for tokens in (32, 256, 8192):
+        for tp, ep in ((8, 1), (4, 2), (2, 8)):
+            t = trt.moe(tokens, *ds, tp, ep, "fp8_block")
+            assert f"as EP {tp * ep}" in trt.last_detail
+            assert t == trt.moe(tokens, *ds, 1, tp * ep, "fp8_block")
+    # beyond the measured EP range (256) the table's own tp axis answers
+    trt.moe(32, *ds, 16, 32, "fp8_block")
+    assert "as EP" not in trt.last_detail
+    # the other frameworks keep their tables' tp axis
+    for fw in ("sglang", "vllm"):
+        ops = CalibratedOps(GPUS["b200_sxm"], framework=fw)
+        ops.moe(32, *ds, 8, 1, "fp8_block")
+        assert "as EP" not in ops.last_detail

@@ -339,11 +339,11 @@ PROFILES: dict[str, FrameworkProfile] = {
         gpu_time_scales=(  # (GPU, kind[:weight format], decode scale, prefill scale), fitted by simulation
             ("b200_sxm", "dense", 0.8, 0.85),
             ("b200_sxm", "dense:nvfp4", 0.8, 0.85),
-            ("b200_sxm", "mla-moe", 0.8, 0.7),
-            ("b200_sxm", "mla-moe:fp8_block", 0.8, 0.85),
+            ("b200_sxm", "mla-moe", 0.8, 0.85),
+            ("b200_sxm", "mla-moe:fp8_block", 0.85, 1.2),
             ("b200_sxm", "mla-moe:nvfp4", 0.8, 0.7),
-            ("b200_sxm", "moe", 0.8, 1.0),
-            ("b200_sxm", "moe:mxfp4", 0.8, 1.0),
+            ("b200_sxm", "moe", 0.85, 1.0),
+            ("b200_sxm", "moe:mxfp4", 0.85, 1.0),
             ("gb200", "mla-moe", 0.7, 1.0),
             ("gb200", "mla-moe:fp8_block", 0.7, 1.4),
             ("gb200", "mla-moe:nvfp4", 0.7, 0.7),
@@ -356,8 +356,8 @@ PROFILES: dict[str, FrameworkProfile] = {
             ("h100_sxm", "moe:fp8_block", 1.0, 1.0),
             ("h200_sxm", "dense", 0.8, 1.0),
             ("h200_sxm", "dense:fp8", 0.8, 1.0),
-            ("h200_sxm", "mla-moe", 1.05, 0.85),
-            ("h200_sxm", "mla-moe:fp8_block", 1.05, 0.85),
+            ("h200_sxm", "mla-moe", 1.1, 0.85),
+            ("h200_sxm", "mla-moe:fp8_block", 1.1, 0.85),
             ("h200_sxm", "moe", 0.9, 1.2),
             ("h200_sxm", "moe:mxfp4", 0.9, 1.2),
         ),
@@ -457,6 +457,8 @@ class FrameworkOps:
 
             o = self._others[framework] = CalibratedOps(self._ops.gpu, framework=framework,
                                                         calibration=self._ops.calibration)
+            # how the deployment's framework runs expert TP decides, whichever table answers
+            o.moe_tp_as_ep = getattr(self._ops, "moe_tp_as_ep", False)
         return o
 
     def _provenance(self, src) -> None:

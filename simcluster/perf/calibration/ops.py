@@ -58,6 +58,15 @@ __all__ = ["CalibratedOps", "SOURCE_LABELS", "source_label"]
 # Achievable share of the NIC line rate for collectives over the scale-out network (no measured
 # table exists; Mooncake reports 60-87 % of line rate for bulk transfers, SEED-NOTES M-1).
 IB_EFFICIENCY = 0.8
+
+# Frameworks whose expert-TP MoE is priced as the expert parallelism of equal work per GPU even where
+# their table has a tp axis (CalibratedOps._moe_fold_tp). TRT-LLM: its tables put expert TP 8 at
+# 1.6-1.8x the EP 8 time of the same work (DeepSeek FP8 block, B200, 8-1,024 tokens), while its measured
+# TP 8 deployments with expert TP decode faster than its EP 8 ones (DeepSeek-R1 FP8 on B200, MTP 3, 8
+# clients, the same three length pairs: 5.9-7.5 ms TPOT against 8.0-10.5 ms). SGLang's rows were tried
+# the same way and not adopted (docs/calibration.md, docs/validation.md "The latest changes").
+MOE_TP_AS_EP_FRAMEWORKS = ("trtllm",)
+
 # Extra latency per tree level (ceil(log2 N)) across the scale-out network (NIC + switch hop),
 # seconds; an assumption, nothing measures it.
 IB_STEP_LATENCY_S = 2e-6
@@ -179,6 +188,10 @@ class CalibratedOps:
         self.last_sources: np.ndarray = np.zeros(0, dtype=np.uint8)
         self._tables: dict[tuple[str, str], OpTable | None] = {}
         self._routes: dict[tuple, Any] = {}
+        self._moe_tp_spans: dict[tuple, tuple[float, float]] = {}
+        # expert TP priced as EP of equal work even where the table has a tp axis (the deployment's
+        # framework decides: FrameworkOps passes its own to the tables of other frameworks it routes to)
+        self.moe_tp_as_ep = self.framework in MOE_TP_AS_EP_FRAMEWORKS
 
     # ------------------------------------------------------------------ plumbing
     def _table(self, family: str, framework: str) -> OpTable | None:
@@ -636,8 +649,50 @@ class CalibratedOps:
             t = self._datasheet("moe", roof_key, (tokens, tp, ep), quant, False)
             return self._finish1(t, DATASHEET, DATASHEET, "datasheet peaks × median MoE efficiency")
         tab, key, floor, detail, lookup_roof = loc
+        tp, ep, folded = self._moe_fold_tp(tab, key, tp, ep)
         t, code = tab.predict1(key, (tokens, tp, ep), lookup_roof)
-        return self._finish1(t, code, floor, detail)
+        return self._finish1(t, code, floor, detail + folded)
+
+    @staticmethod
+    def _moe_tp_span(tab: OpTable, key) -> tuple[float, float] | None:
+        """(largest tp, largest ep) the tables answering ``key`` measured, or None if unresolved."""
+        res = tab.resolve(key)
+        if res is None:
+            return None
+        tps, eps = [], []
+        for k, _ in res[0]:
+            g = tab.grid(k)
+            tps.append(2.0 ** g.axes[1][-1])
+            eps.append(2.0 ** g.axes[2][-1])
+        return min(tps), min(eps)
+
+    def _moe_fold_tp(self, tab: OpTable, key, tp, ep):
+        """Expert tensor parallelism priced as the expert parallelism of the same work per GPU.
+
+        A table measured at ``tp = 1`` only (TRT-LLM's w4a16 MXFP4 tables) would answer ``tp = k``
+        by holding the efficiency of its ``tp = 1`` point: the whole-expert GEMM's efficiency on a
+        1/k-wide slice, k times too fast where the kernel is latency-bound (TRT-LLM gpt-oss on H200,
+        TP 8 with expert TP: 2.1 ms simulated TPOT against 4.4 ms measured, while the measured EP 8
+        points of the same table give 4.2-4.5 ms). ``tp = k, ep = e`` and ``tp = 1, ep = k·e`` hold the
+        same bytes of expert weights per GPU and do the same FLOPs per GPU at balanced routing (all
+        experts 1/k wide against 1/k of the experts whole), so the measured ``ep = k·e`` point answers,
+        while it lies inside the table. With ``moe_tp_as_ep`` (the frameworks of
+        :data:`MOE_TP_AS_EP_FRAMEWORKS`, and any table they are routed to) this answer is taken even
+        where the table has a tp axis (their deployments' expert TP does not run at the table's tp cost). Returns (tp, ep, a note for the detail)."""
+        span = self._moe_tp_spans.get(key)
+        if span is None:
+            span = self._moe_tp_spans[key] = self._moe_tp_span(tab, key) or (0.0, 0.0)
+        max_tp, max_ep = span
+        if max_tp != 1.0 and not self.moe_tp_as_ep:
+            return tp, ep, ""
+        if isinstance(tp, np.ndarray):
+            fold = (tp > 1) & (tp * ep <= max_ep)
+            if not fold.any():
+                return tp, ep, ""
+            return np.where(fold, 1.0, tp), np.where(fold, tp * ep, ep), "; expert TP as EP of equal work"
+        if tp > 1 and tp * ep <= max_ep:
+            return 1, tp * ep, f"; expert TP {tp} as EP {tp * ep} (equal work per GPU)"
+        return tp, ep, ""
 
     def moe_many(
         self,
@@ -660,8 +715,10 @@ class CalibratedOps:
             t = self._datasheet("moe", roof_key, axes, quant, True)
             return self._finish(t, np.full(len(t), DATASHEET, np.uint8), DATASHEET, "datasheet").reshape(shape)
         tab, key, floor, detail, lookup_roof = loc
+        tp_f, ep_f, folded = self._moe_fold_tp(tab, key, axes[1], axes[2])
+        axes = [axes[0], np.asarray(tp_f, dtype=np.float64), np.asarray(ep_f, dtype=np.float64)]
         t, code = tab.predict(key, axes, lookup_roof)
-        return self._finish(t, code, floor, detail).reshape(shape)
+        return self._finish(t, code, floor, detail + folded).reshape(shape)
 
     # ------------------------------------------------------------------ collectives
     def collective(self, op: str, bytes_per_gpu: float, n_gpus: int, link: str) -> float:
