@@ -95,14 +95,17 @@ def cost(gpu, model, weights, kv, activations, phase, batch, context, tokens, la
     _check(0.0 < gpu_memory_utilization <= 1.0, "--gpu-memory-utilization",
            f"must be in (0, 1], got {gpu_memory_utilization}")
     ops = None
+    profile = None
+    if framework != "ideal":
+        from simcluster.perf.framework import FrameworkOps, get_profile, model_kind
+
+        profile = get_profile(framework, field="--framework")
     if source == "calibrated" and not sol:
         from simcluster.perf.calibration import CalibratedOps
 
         ops = CalibratedOps(gpu_spec, framework=framework if framework != "ideal" else "vllm")
-        if framework != "ideal":  # the framework's kernel routes and custom all-reduce, as the simulator prices
-            from simcluster.perf.framework import FrameworkOps, get_profile
-
-            ops = FrameworkOps(ops, get_profile(framework, field="--framework"), node_gpus=gpu_spec.gpus_per_node)
+        if profile is not None:  # the framework's kernel routes and custom all-reduce, as the simulator prices
+            ops = FrameworkOps(ops, profile, node_gpus=gpu_spec.gpus_per_node)
     try:
         spec = CostSpec(gpu_spec, model_spec, weights, kv, activations, lay, framework=framework, hop_b=hop_b, ops=ops,
                         kv_eviction_budget=kv_budget, resmoe_keep=resmoe_keep, a2a_payload=a2a_payload,
@@ -122,10 +125,8 @@ def cost(gpu, model, weights, kv, activations, phase, batch, context, tokens, la
         memory = {"fits": False, "error": str(exc)}
     c = model_cost.composer
     scale = None
-    if framework != "ideal" and not sol:
-        from simcluster.perf.framework import get_profile, model_kind
-
-        decode_s, prefill_s = get_profile(framework).gpu_time_scale(gpu_spec.name, model_kind(model_spec), spec.weights)
+    if profile is not None and not sol:
+        decode_s, prefill_s = profile.gpu_time_scale(gpu_spec.name, model_kind(model_spec), spec.weights)
         scale = decode_s if phase == "decode" else prefill_s
     out = {
         "config": {
@@ -142,7 +143,8 @@ def cost(gpu, model, weights, kv, activations, phase, batch, context, tokens, la
                   "tokens": tokens if phase == "prefill" else 1, **shape.__dict__},
         **report,
         "table_latency_s": model_cost.step(shape).latency_s,
-        # the fitted GPU-time scale the simulator applies to this phase (docs/validation.md); not in latency_s
+        # the fitted GPU-time scale the simulator applies to this phase when the framework profile is on
+        # (validate, bench; scenarios with serving.framework_profile); not in latency_s
         "fitted_gpu_time_scale": scale,
         "memory": memory,
     }
@@ -178,8 +180,9 @@ def _table(r: dict) -> str:
         f"framework overhead {_fmt_s(r['step_overhead_s'])}",
     ]
     if r.get("fitted_gpu_time_scale") not in (None, 1.0):
-        lines.append(f"  the simulator scales this phase's GPU time by {r['fitted_gpu_time_scale']:g} "
-                     f"(fitted for {cfg['framework']} on {cfg['gpu']}; docs/validation.md)")
+        lines.append(f"  with the framework profile on, the simulator scales this phase's GPU time by "
+                     f"{r['fitted_gpu_time_scale']:g} (fitted for {cfg['framework']} on {cfg['gpu']}; "
+                     "docs/validation.md)")
     head = f"    {'op':<22}{'time':>12}{'weights MB':>12}{'KV MB':>10}{'GFLOP':>10}  {'bound':<8}{'source':<28}detail"
     for layer in r["layers"]:
         lines += ["", f"per layer × {layer['count']} ({layer['attention']} attention, {layer['ffn']} FFN): "

@@ -455,10 +455,10 @@ class FrameworkOps:
         if o is None:
             from simcluster.perf.calibration.ops import CalibratedOps
 
-            o = self._others[framework] = CalibratedOps(self._ops.gpu, framework=framework,
-                                                        calibration=self._ops.calibration)
             # how the deployment's framework runs expert TP decides, whichever table answers
-            o.moe_tp_as_ep = getattr(self._ops, "moe_tp_as_ep", False)
+            o = self._others[framework] = CalibratedOps(self._ops.gpu, framework=framework,
+                                                        calibration=self._ops.calibration,
+                                                        moe_tp_as_ep=getattr(self._ops, "moe_tp_as_ep", False))
         return o
 
     def _provenance(self, src) -> None:

@@ -175,13 +175,10 @@ def _layout(shape: PoolShape, model: ModelSpec, gpu, role: str, weights: str = "
     n = tp * dp
     k = ep_squared_encoding(shape)
     if k and _fits(model, gpu, k, weights):
-        if dp_attention:
-            notes.append(f"{role}: tp = attention_dp = {k}, moe_ep = {k * k} read as the export's encoding of "
-                         f"{k} GPUs with EP {k}, attention data-parallel (the recipe's dp-attn)")
-            return f"dp={k},ep={k},tpf=1,pp={pp}", 1, notes
+        attn = "attention data-parallel (the recipe's dp-attn)" if dp_attention else "tensor-parallel attention"
         notes.append(f"{role}: tp = attention_dp = {k}, moe_ep = {k * k} read as the export's encoding of "
-                     f"{k} GPUs with tensor-parallel attention and EP {k}")
-        return f"tp={k},ep={k},tpf=1,pp={pp}", 1, notes
+                     f"{k} GPUs with EP {k}, {attn}")
+        return f"{'dp' if dp_attention else 'tp'}={k},ep={k},tpf=1,pp={pp}", 1, notes
     if mtp > 1 and mtp == mep and n == mtp * mep and _fits(model, gpu, mep, weights):
         k = mep
         notes.append(f"{role}: tp×dp = moe_tp×moe_ep = {n} read as the export's encoding of {k} GPUs with EP {k}")

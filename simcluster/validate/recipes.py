@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from simcluster.validate.silicon import ep_squared_encoding
+
 INDEX_PATH = Path(__file__).resolve().parent.parent / "data" / "validation" / "inferencex_recipes.json"
 MASTER_PATHS = (".github/configs/nvidia-master.yaml", "configs/nvidia-master.yaml")
 
@@ -374,10 +376,8 @@ def _by_layout(cands: list[dict], row) -> list[dict]:
     """Entries whose parallel layout agrees with the row's columns (the export's layout columns are
     not always the recipe's own numbers, so this only breaks ties)."""
     if row.mode == "agg" and row.agg is not None:
-        from simcluster.validate.silicon import ep_squared_encoding
-
         k = ep_squared_encoding(row.agg)
-        if k:  # k GPUs with EP k, attention TP or DP (mapping.ep_squared_encoding): the entry says which
+        if k:  # k GPUs with EP k, attention TP or DP (silicon.ep_squared_encoding): the entry says which
             return [e for e in cands if e["tp"] == k and e["ep"] == k]
         tp = row.agg.tp * max(row.agg.attention_dp, 1)
         out = [e for e in cands if e["tp"] in (row.agg.tp, tp) and bool(e["dp"]) == (row.agg.attention_dp > 1)]

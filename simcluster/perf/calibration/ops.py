@@ -66,6 +66,7 @@ IB_EFFICIENCY = 0.8
 # clients, the same three length pairs: 5.9-7.5 ms TPOT against 8.0-10.5 ms). SGLang's rows were tried
 # the same way and not adopted (docs/calibration.md, docs/validation.md "The latest changes").
 MOE_TP_AS_EP_FRAMEWORKS = ("trtllm",)
+_FOLD_NOTES: dict[tuple, str] = {}  # provenance note of a folded (tp, ep)
 
 # Extra latency per tree level (ceil(log2 N)) across the scale-out network (NIC + switch hop),
 # seconds; an assumption, nothing measures it.
@@ -172,7 +173,8 @@ class CalibratedOps:
     # Measured latencies include kernel launch; none of it is split out as separate overhead.
     launch_overhead_s = 0.0
 
-    def __init__(self, gpu: GPUSpec | str, framework: str = "vllm", calibration: Calibration | None = None) -> None:
+    def __init__(self, gpu: GPUSpec | str, framework: str = "vllm", calibration: Calibration | None = None,
+                 moe_tp_as_ep: bool | None = None) -> None:
         self.gpu = get_gpu(gpu) if isinstance(gpu, str) else gpu
         fw = str(framework).strip().lower()
         if fw not in FRAMEWORKS:
@@ -189,9 +191,10 @@ class CalibratedOps:
         self._tables: dict[tuple[str, str], OpTable | None] = {}
         self._routes: dict[tuple, Any] = {}
         self._moe_tp_spans: dict[tuple, tuple[float, float]] = {}
-        # expert TP priced as EP of equal work even where the table has a tp axis (the deployment's
-        # framework decides: FrameworkOps passes its own to the tables of other frameworks it routes to)
-        self.moe_tp_as_ep = self.framework in MOE_TP_AS_EP_FRAMEWORKS
+        # expert TP priced as EP of equal work even where the table has a tp axis; None: as this
+        # framework's deployments do (the deployment's framework decides, so FrameworkOps passes its own
+        # to the tables of other frameworks it routes to)
+        self.moe_tp_as_ep = self.framework in MOE_TP_AS_EP_FRAMEWORKS if moe_tp_as_ep is None else moe_tp_as_ep
 
     # ------------------------------------------------------------------ plumbing
     def _table(self, family: str, framework: str) -> OpTable | None:
@@ -678,7 +681,8 @@ class CalibratedOps:
         experts 1/k wide against 1/k of the experts whole), so the measured ``ep = k·e`` point answers,
         while it lies inside the table. With ``moe_tp_as_ep`` (the frameworks of
         :data:`MOE_TP_AS_EP_FRAMEWORKS`, and any table they are routed to) this answer is taken even
-        where the table has a tp axis (their deployments' expert TP does not run at the table's tp cost). Returns (tp, ep, a note for the detail)."""
+        where the table has a tp axis (their deployments' expert TP does not run at the table's tp
+        cost). Returns (tp, ep, a note for the detail)."""
         span = self._moe_tp_spans.get(key)
         if span is None:
             span = self._moe_tp_spans[key] = self._moe_tp_span(tab, key) or (0.0, 0.0)
@@ -691,7 +695,10 @@ class CalibratedOps:
                 return tp, ep, ""
             return np.where(fold, 1.0, tp), np.where(fold, tp * ep, ep), "; expert TP as EP of equal work"
         if tp > 1 and tp * ep <= max_ep:
-            return 1, tp * ep, f"; expert TP {tp} as EP {tp * ep} (equal work per GPU)"
+            note = _FOLD_NOTES.get((tp, ep))
+            if note is None:  # formatted once per (tp, ep): the scalar lookup is on the simulator's hot path
+                note = _FOLD_NOTES[(tp, ep)] = f"; expert TP {tp} as EP {tp * ep} (equal work per GPU)"
+            return 1, tp * ep, note
         return tp, ep, ""
 
     def moe_many(
