@@ -86,6 +86,9 @@ def build_report(results, *, split: dict | None = None) -> dict:
     rep["not_simulated"] = dict(sorted(reasons.items(), key=lambda kv: -kv[1]))
     if split is not None:
         rep["split"] = split
+    from simcluster.validate.repeats import repeat_spread
+
+    rep["repeats"] = repeat_spread(results)
     return rep
 
 
@@ -118,6 +121,10 @@ def format_report(rep: dict, *, title: str = "") -> str:
         lines.append("not simulated:")
         for reason, n in rep["not_simulated"].items():
             lines.append(f"  {n:>5}  {reason}")
+    if rep.get("repeats"):
+        from simcluster.validate.repeats import format_spread
+
+        lines += format_spread(rep["repeats"])
     t = rep["targets"]
     c = rep["calibrated_systems"]
     lines.append("")
