@@ -41,7 +41,27 @@ class ModelSpec:
     # sliding-window attention (gpt-oss alternates full and windowed layers)
     sliding_window: int = 0
     sliding_window_layers: int = 0
+    # gated attention (Qwen3-Next, Qwen3.5): the query projection also produces a per-head output
+    # gate, so it is twice as wide (``attn_output_gate`` in the config)
+    attn_output_gate: bool = False
+    # linear-attention (Gated DeltaNet) layers of a hybrid model: their projections are
+    # in_proj_qkvz (hidden -> 2 * key heads * key dim + 2 * value heads * value dim), in_proj_ba
+    # (hidden -> 2 * value heads) and out_proj (value heads * value dim -> hidden). They are the
+    # model's windowed layers (``sliding_window_layers``): their fixed-size recurrent state is priced
+    # as the KV of a window of the full layers' geometry (see the Qwen3.5 entry).
+    linear_attention_layers: int = 0
+    linear_num_key_heads: int = 0
+    linear_num_value_heads: int = 0
+    linear_key_head_dim: int = 0
+    linear_value_head_dim: int = 0
+    linear_conv_kernel_dim: int = 0
     source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.linear_attention_layers and self.linear_attention_layers != self.sliding_window_layers:
+            raise UserError(f"{self.name}: linear_attention_layers ({self.linear_attention_layers}) must be the "
+                            f"windowed layers ({self.sliding_window_layers}): linear layers are priced as windows",
+                            where="model")
 
     # ---------------------------------------------------------------- structure
     @property
@@ -61,7 +81,24 @@ class ModelSpec:
         return self.num_layers - self.moe_layers
 
     # ---------------------------------------------------------------- parameters (elements)
+    @property
+    def full_attention_layers(self) -> int:
+        return self.num_layers - self.linear_attention_layers
+
+    def linear_attention_params_per_layer(self) -> int:
+        """Parameters of one linear-attention (Gated DeltaNet) layer: in_proj_qkvz, in_proj_ba, the
+        depthwise causal convolution over q, k, v, and out_proj (0 for models without such layers)."""
+        if not self.linear_attention_layers:
+            return 0
+        h = self.hidden_size
+        kd = self.linear_num_key_heads * self.linear_key_head_dim
+        vd = self.linear_num_value_heads * self.linear_value_head_dim
+        in_proj = h * (2 * kd + 2 * vd) + h * 2 * self.linear_num_value_heads
+        conv = (2 * kd + vd) * self.linear_conv_kernel_dim
+        return in_proj + conv + vd * h
+
     def attention_params_per_layer(self) -> int:
+        """Parameters of one full-attention layer (with the output gate where the model has one)."""
         h, q = self.hidden_size, self.num_attention_heads
         if self.is_mla:
             qk = self.qk_nope_head_dim + self.qk_rope_head_dim
@@ -74,7 +111,8 @@ class ModelSpec:
             wo = q * self.v_head_dim * h
             return wq + wkv_a + wkv_b + wo
         hd, k = self.head_dim, self.num_kv_heads
-        return h * q * hd + 2 * h * k * hd + q * hd * h
+        gate = 2 if self.attn_output_gate else 1
+        return gate * h * q * hd + 2 * h * k * hd + q * hd * h
 
     def dense_ffn_params_per_layer(self) -> int:
         return 3 * self.hidden_size * self.intermediate_size  # SwiGLU: gate, up, down
@@ -89,7 +127,8 @@ class ModelSpec:
 
     def param_counts(self) -> dict[str, int]:
         """Parameter counts by part; ``total`` and ``active`` (per token) are the sums."""
-        attn = self.num_layers * self.attention_params_per_layer()
+        attn = (self.full_attention_layers * self.attention_params_per_layer()
+                + self.linear_attention_layers * self.linear_attention_params_per_layer())
         dense = self.dense_layers * self.dense_ffn_params_per_layer()
         routed = self.moe_layers * self.num_experts * self.expert_params()
         shared = self.moe_layers * self.num_shared_experts * self.expert_params()
@@ -216,17 +255,22 @@ MODELS: dict[str, ModelSpec] = {
             source="openai/gpt-oss-20b config.json (alternating sliding/full attention)",
         ),
         _spec(
-            # Hybrid: 45 Gated-DeltaNet (linear attention) layers and 15 gated full-attention layers.
-            # The linear layers are represented as windowed layers [INFERRED]: their recurrent state
-            # (64 value heads x 128 x 128, bf16 = 2 MiB per layer and sequence) equals the KV of a
-            # 2,048-token window of the full layers' geometry at 2 x 2 x 256 x 2 B per token; the
-            # projections are costed with the full layers' shapes (within ~10 % of the DeltaNet ones).
+            # Hybrid: 45 Gated-DeltaNet (linear attention) layers and 15 gated full-attention layers
+            # (full_attention_interval 4). The linear layers' projections are their own (linear_*
+            # fields; 118 M parameters a layer, against 105 M for a gated full layer); their attention
+            # core is priced as a windowed layer [INFERRED]: the recurrent state (64 value heads x
+            # 128 x 128 = 1 Mi elements per layer and sequence; 4 MiB in fp32, 2 MiB in bf16) is the
+            # KV of a 2,048-token (fp32 state) or 1,024-token (bf16) window of the full layers'
+            # geometry at 2 x 2 x 256 elements of 2 B per token; 2,048 is used. With these shapes
+            # the parameter counts are 396 B total and 17.3 B active (the name: 397B-A17B).
             name="qwen3.5-397b-a17b", num_layers=60, hidden_size=4096, num_attention_heads=32,
             num_kv_heads=2, head_dim=256, intermediate_size=1024, vocab_size=248320,
             num_experts=512, num_experts_per_token=10, moe_intermediate_size=1024, num_shared_experts=1,
-            sliding_window=2048, sliding_window_layers=45, max_context=262144,
-            source="Qwen/Qwen3.5-397B-A17B config.json (text_config; linear-attention layers approximated "
-            "as 2,048-token windows, see the comment)",
+            sliding_window=2048, sliding_window_layers=45, max_context=262144, attn_output_gate=True,
+            linear_attention_layers=45, linear_num_key_heads=16, linear_num_value_heads=64,
+            linear_key_head_dim=128, linear_value_head_dim=128, linear_conv_kernel_dim=4,
+            source="Qwen/Qwen3.5-397B-A17B config.json (text_config; linear-attention state priced as a "
+            "2,048-token window, see the comment)",
         ),
     )
 }
@@ -320,6 +364,31 @@ def model_from_hf_config(cfg: dict, *, name: str, path: str = "config.json") -> 
     if isinstance(layer_types, list) and isinstance(window, int) and window > 0:
         n_swa = sum(1 for t in layer_types if t == "sliding_attention")
         kw.update(sliding_window=window, sliding_window_layers=n_swa)
+    if cfg.get("attn_output_gate"):
+        kw.update(attn_output_gate=True)
+    n_lin = 0
+    if isinstance(layer_types, list):
+        n_lin = sum(1 for t in layer_types if t == "linear_attention")
+    elif cfg.get("linear_num_value_heads") and cfg.get("full_attention_interval"):
+        every = _req_int(cfg, ("full_attention_interval",), path)
+        n_lin = layers - layers // every if every else 0
+    if n_lin:
+        if kw.get("sliding_window_layers"):
+            raise UserError("a model with both sliding-window and linear-attention layers is not supported",
+                            where=path)
+        lin = dict(
+            linear_attention_layers=n_lin,
+            linear_num_key_heads=_req_int(cfg, ("linear_num_key_heads",), path),
+            linear_num_value_heads=_req_int(cfg, ("linear_num_value_heads",), path),
+            linear_key_head_dim=_req_int(cfg, ("linear_key_head_dim",), path),
+            linear_value_head_dim=_req_int(cfg, ("linear_value_head_dim",), path),
+            linear_conv_kernel_dim=_req_int(cfg, ("linear_conv_kernel_dim",), path, default=4),
+        )
+        # the recurrent state (value heads x key dim x value dim, fp32) as a window of the full
+        # layers' KV (2 x KV heads x head dim, 2-byte elements), as in the Qwen3.5 catalog entry
+        state = lin["linear_num_value_heads"] * lin["linear_key_head_dim"] * lin["linear_value_head_dim"] * 4
+        per_token = 2 * (kv_heads or heads) * head_dim * 2
+        kw.update(sliding_window=max(1, -(-state // per_token)), sliding_window_layers=n_lin, **lin)
     return ModelSpec(**kw)
 
 

@@ -102,6 +102,7 @@ class Op:
     count: float
     evaluate: Callable[[np.ndarray], OpEval]
     detail: str = ""  # e.g. "all_reduce over 8 GPUs (nvlink)"
+    kind: str | None = None  # per-layer op of one attention kind only (``AttentionKind.name``); None: every layer
 
 
 def attribute(category: str, ev: OpEval) -> list:
@@ -204,8 +205,11 @@ class Composer:
         self.n_moe = m.moe_layers
         self.L = m.num_layers
         n_win = m.sliding_window_layers if m.sliding_window else 0
+        # linear-attention layers are the windowed ones (catalog/models.py), with projections of their own
+        self.n_linear = m.linear_attention_layers if n_win else 0
         self.attention_kinds = [k for k in (AttentionKind("full", self.L - n_win, None),
-                                            AttentionKind("window", n_win, m.sliding_window or None)) if k.layers]
+                                            AttentionKind("linear" if self.n_linear else "window", n_win,
+                                                          m.sliding_window or None)) if k.layers]
         # KV elements one token adds to one layer on one GPU (KVP holds 1/kvp of each sequence)
         if m.is_mla:
             self.kv_elems_gpu = (m.kv_lora_rank + m.qk_rope_head_dim) / lay.kvp
@@ -280,7 +284,7 @@ class Composer:
         return self.roof.launch_overhead_s if (fn is None or self.ops_is_roofline) else self.ops_overhead_s
 
     # ------------------------------------------------------------------ op makers
-    def _gemm(self, name, phase, per, side, count, n, k, fmt) -> Op:
+    def _gemm(self, name, phase, per, side, count, n, k, fmt, kind=None) -> Op:
         """A GEMM with the side's token count as m."""
         b_w = get_format(fmt).bytes_per_element
         rate = self.roof.flops_rate(fmt)[0]
@@ -291,7 +295,7 @@ class Composer:
             return OpEval(t, weight_bytes=w + 0.0 * x, act_bytes=a, flops=f, mem_s=(w + a) / self.roof.mem_Bps,
                           compute_s=f / rate, overhead_s=self._overhead("gemm"))
 
-        return Op(name, phase, per, side, "weight", count, ev, f"[{n}x{k}] {fmt}")
+        return Op(name, phase, per, side, "weight", count, ev, f"[{n}x{k}] {fmt}", kind)
 
     def _elementwise(self, name, phase, per, side, count, bytes_of) -> Op:
         def ev(x):
@@ -342,13 +346,28 @@ class Composer:
             ops.append(self._gemm("kv_b_absorbed", "attention", "layer", "attn", L,
                                   int(self.q_loc * (m.qk_nope_head_dim + m.v_head_dim)), m.kv_lora_rank, wa))
         else:
-            ops.append(self._gemm("qkv_proj", "attention", "layer", "attn", L,
-                                  int((self.q_loc + 2 * self.kvh_loc) * self.hd), H, wa))
+            n_full = L - self.n_linear
+            gate = 2 if m.attn_output_gate else 1  # the query projection also yields the output gate
+            ops.append(self._gemm("qkv_proj", "attention", "layer", "attn", n_full,
+                                  int((gate * self.q_loc + 2 * self.kvh_loc) * self.hd), H, wa,
+                                  kind="full" if self.n_linear else None))
+        if self.n_linear:  # Gated DeltaNet: q, k, v, z and the per-head b, a, heads split over the TP group
+            nk = ceil_div(m.linear_num_key_heads, lay.tpa)
+            nv = ceil_div(m.linear_num_value_heads, lay.tpa)
+            ops.append(self._gemm("linear_in_proj", "attention", "layer", "attn", self.n_linear,
+                                  int(2 * nk * m.linear_key_head_dim + 2 * nv * m.linear_value_head_dim + 2 * nv),
+                                  H, wa, kind="linear"))
         if self.medha:  # partial outputs + softmax stats gathered over KVP, merged in each TPA group
             per_token = self.out_dim / lay.tpa * b_a + self.q_loc * self.spec.a2a_n_stat * 4.0
             ops.append(self._collective("kvp_all_gather", "attention", "layer", "attn", L, "all_gather",
                                         lay.kvp, lay.kvp * lay.tpa, lambda x: lay.kvp * x * per_token))
-        ops.append(self._gemm("o_proj", "attention", "layer", "attn", L, H, self.out_dim // lay.tpo, wa))
+        if self.n_linear:
+            ops.append(self._gemm("o_proj", "attention", "layer", "attn", L - self.n_linear, H,
+                                  self.out_dim // lay.tpo, wa, kind="full"))
+            ops.append(self._gemm("linear_out_proj", "attention", "layer", "attn", self.n_linear, H,
+                                  m.linear_num_value_heads * m.linear_value_head_dim // lay.tpo, wa, kind="linear"))
+        else:
+            ops.append(self._gemm("o_proj", "attention", "layer", "attn", L, H, self.out_dim // lay.tpo, wa))
         if lay.tpo > 1:
             ops.append(self._collective("o_proj_all_reduce", "attention", "layer", "attn", L, "all_reduce",
                                         lay.tpo, lay.tpo, lambda x: x * H * b_a))
@@ -598,6 +617,8 @@ class Composer:
             parts = [float(np.asarray(p).reshape(-1)[0]) for p in attribute(op.category, ev)]
             rec = _op_record(op.name, op.phase, op.per, op.count, ev, op.category, op.detail)
             rec["source"] = self._provenance()
+            if op.kind:
+                rec["kind"] = op.kind
             per_op.append(rec)
             totals[W:OTHER + 1] += op.count * np.array(parts)
             totals[FLOPS] += op.count * rec["flops"]
@@ -689,16 +710,19 @@ class Composer:
         out = []
         by_kind = {k.name: (recs, hop) for k, recs, hop in kinds}
         for kind, ffn, count in self._layer_combos():
-            recs = [r for r in per_op if r["per"] in ("layer", ffn)]
+            recs = [r for r in per_op if r["per"] in ("layer", ffn) and r.get("kind") in (None, kind.name)]
             # per-layer records: ops counted several times per layer (norms) scaled to one layer
             layer_recs = []
             for r in recs:
-                layers_of_kind = self.L if r["per"] == "layer" else (self.n_dense if ffn == "dense" else self.n_moe)
+                if r.get("kind"):
+                    layers_of_kind = kind.layers
+                else:
+                    layers_of_kind = self.L if r["per"] == "layer" else (self.n_dense if ffn == "dense" else self.n_moe)
                 reps = r["count"] / layers_of_kind
                 layer_recs.append({**r, "per_layer": reps})
             attn_recs, hop = by_kind.get(kind.name, ([], None))
             # the attention core sits between the projections and the exchange / O-projection
-            at = next((i for i, r in enumerate(layer_recs) if r["name"] in ("kvp_all_gather", "o_proj")),
+            at = next((i for i, r in enumerate(layer_recs) if r["name"] in ("kvp_all_gather", "o_proj", "linear_out_proj")),
                       len(layer_recs))
             layer_recs[at:at] = [{**r, "per_layer": 1.0} for r in attn_recs]
             wb = sum(r["weight_bytes"] * r["per_layer"] for r in layer_recs)
