@@ -722,8 +722,8 @@ class Composer:
                 layer_recs.append({**r, "per_layer": reps})
             attn_recs, hop = by_kind.get(kind.name, ([], None))
             # the attention core sits between the projections and the exchange / O-projection
-            at = next((i for i, r in enumerate(layer_recs) if r["name"] in ("kvp_all_gather", "o_proj", "linear_out_proj")),
-                      len(layer_recs))
+            ends = ("kvp_all_gather", "o_proj", "linear_out_proj")
+            at = next((i for i, r in enumerate(layer_recs) if r["name"] in ends), len(layer_recs))
             layer_recs[at:at] = [{**r, "per_layer": 1.0} for r in attn_recs]
             wb = sum(r["weight_bytes"] * r["per_layer"] for r in layer_recs)
             kvb = sum(r["kv_read_bytes"] * r["per_layer"] for r in layer_recs)
