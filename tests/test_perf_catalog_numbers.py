@@ -68,6 +68,29 @@ def test_parameter_counts_match_the_published_totals():
     assert dsr1["active"] / 1e9 == pytest.approx(37.4, rel=0.01)
 
 
+# Published sizes (billions): total, and active per token as the releases count it (the LM head in, the
+# input embedding - a table lookup - out). Sources: the model cards (Qwen3-32B 32.8; Qwen3-235B-A22B
+# "235B in total and 22B activated"; gpt-oss-120b 117 / 5.1, gpt-oss-20b 21 / 3.6; Kimi-K2 1.04 T
+# total and 32 B activated (its technical report); MiniMax-M2 230 / 10), the GLM-5 release (744 / 40), the names.
+PUBLISHED_SIZES = {
+    "qwen3-32b": (32.8, 32.8), "qwen3-235b-a22b": (235, 22), "gpt-oss-120b": (117, 5.1),
+    "gpt-oss-20b": (21, 3.6), "kimi-k2": (1040, 32), "minimax-m2": (230, 10), "glm-5": (744, 40),
+    "qwen3.5-397b-a17b": (397, 17), "deepseek-r1": (671, 37),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_SIZES))
+def test_catalog_shapes_reproduce_the_published_sizes(name):
+    """The catalog's shapes, counted, give each release's stated size: total within 2 %, active (less the
+    input embedding) within 6 % (the releases round, e.g. "A17B"). A layer priced with the wrong shapes
+    shows here first (Qwen3.5's DeltaNet layers were: 13.7 B active against 17)."""
+    m = get_model(name)
+    c = m.param_counts()
+    total, active = PUBLISHED_SIZES[name]
+    assert c["total"] / 1e9 == pytest.approx(total, rel=0.02)
+    assert (c["active"] - m.vocab_size * m.hidden_size) / 1e9 == pytest.approx(active, rel=0.06)
+
+
 def test_memory_plan_rejects_a_model_that_does_not_fit():
     """Llama-3.1-405B in BF16 needs ≈ 811 GB: not on one 80 GB H100."""
     spec = CostSpec("h100", "llama-3.1-405b", "bf16", "bf16", "bf16", "tp=1")
