@@ -68,6 +68,20 @@ def test_floor_of_a_small_file():
     assert sp["ttft"]["all"]["configurations"] == 0
 
 
+def test_configurations_whose_recipe_is_ambiguous_are_kept_apart():
+    from types import SimpleNamespace
+
+    amb = SimpleNamespace(recipe_ambiguous=True)
+    rows = [_row(2, 10.0), _row(3, 15.0), _row(4, 20.0, conc=16), _row(5, 30.0, conc=16)]
+    res = [RowResult(r, amb if r.concurrency_hint == 16 else None, None, "") for r in rows]
+    t = repeat_spread(res)["tpot"]
+    assert (t["all"]["configurations"], t["mtp_ambiguous"]["configurations"], t["other"]["configurations"]) == (2, 1, 1)
+    assert t["mtp_ambiguous"]["max_over_min_median"] == pytest.approx(1.5)
+    assert t["other"]["max_over_min_median"] == pytest.approx(1.5)
+    assert t["all"]["floor_mape_pct_of_file"] == pytest.approx(
+        t["mtp_ambiguous"]["floor_mape_pct_of_file"] + t["other"]["floor_mape_pct_of_file"])
+
+
 def test_the_floor_bounds_every_constant_predictor():
     rng = np.random.default_rng(7)
     rows, truth = [], []

@@ -98,6 +98,7 @@ class Setup:
     spec_tokens: int = 0  # speculative decoding: draft tokens per decode iteration (0 = off)
     range_ratio: float = 1.0  # lengths drawn uniformly from [range_ratio × L, L]
     recipe: str = ""  # the harness recipe the row was matched to
+    recipe_ambiguous: bool = False  # the recipes in force list the point with and without MTP (taken as MTP)
     recv_interval: int = 1  # SGLang --scheduler-recv-interval: steps between polls for new requests
 
     @property
@@ -381,4 +382,4 @@ def map_row(row: SiliconRow, profiles: dict | None = None) -> Setup | Unsupporte
     return Setup(row=row, gpu=gpu.name, model=model.name, framework=row.backend, weights=weights, kv_cache=kv,
                  mode=mode, concurrency=int(conc), pools=pools, profile=profile, notes=tuple(notes), harness=harness,
                  spec_tokens=int(spec_tokens), range_ratio=range_ratio, recipe=recipe.key if recipe else "",
-                 recv_interval=recv_interval)
+                 recv_interval=recv_interval, recipe_ambiguous=bool(recipe is not None and recipe.ambiguous))

@@ -70,24 +70,23 @@ def repeat_spread(results) -> dict:
             groups[repeat_key(res.row)].append(res)
     out: dict = {"rows_measured": sum(len(g) for g in groups.values()), "configurations": len(groups)}
     for name, attr in METRICS:
-        measured = [r for g in groups.values() for r in g if math.isfinite(getattr(r.row, attr))]
-        n_rows = len(measured)
-        parts = {"all": [], "mtp_ambiguous": [], "other": []}
-        for g in groups.values():
-            vals = [getattr(r.row, attr) for r in g if math.isfinite(getattr(r.row, attr))]
-            if _distinct(vals) < 2:
+        # per group: its rows with this metric measured, and their values
+        measured = [[(r, getattr(r.row, attr)) for r in g if math.isfinite(getattr(r.row, attr))]
+                    for g in groups.values()]
+        parts: dict[str, list] = {"all": [], "mtp_ambiguous": [], "other": []}
+        for g in measured:
+            if _distinct([v for _, v in g]) < 2:
                 continue
-            amb = any(r.setup is not None and any("listed with and without MTP" in n for n in r.setup.notes)
-                      for r in g)
+            amb = any(r.setup is not None and r.setup.recipe_ambiguous for r, _ in g)
             parts["all"].append(g)
             parts["mtp_ambiguous" if amb else "other"].append(g)
+        n_rows = sum(len(g) for g in measured)
         entry: dict = {"rows": n_rows}
         for part, gs in parts.items():
-            rows = [r for g in gs for r in g if math.isfinite(getattr(r.row, attr))]
-            floors = [best_constant_error([getattr(r.row, attr) for r in g]) for g in gs]
-            spread = [max(v) / min(v) for v in ([getattr(r.row, attr) for r in g
-                                                  if math.isfinite(getattr(r.row, attr))] for g in gs)]
-            model = [abs(p / getattr(r.row, attr) - 1.0) * 100.0 for r in rows
+            rows = [rv for g in gs for rv in g]
+            floor = sum(best_constant_error([v for _, v in g]) for g in gs)
+            spread = [max(v for _, v in g) / min(v for _, v in g) for g in gs]
+            model = [abs(p / v - 1.0) * 100.0 for r, v in rows
                      if r.simulated and math.isfinite(p := getattr(r.prediction, attr))]
             entry[part] = {
                 "configurations": len(gs),
@@ -95,12 +94,16 @@ def repeat_spread(results) -> dict:
                 "max_over_min_median": float(np.median(spread)) if spread else None,
                 "max_over_min_p90": float(np.percentile(spread, 90)) if spread else None,
                 # the floor over these rows, and what it adds to the MAPE of every measured row
-                "floor_mape_pct_on_rows": 100.0 * sum(floors) / len(rows) if rows else None,
-                "floor_mape_pct_of_file": 100.0 * sum(floors) / n_rows if n_rows else None,
+                "floor_mape_pct_on_rows": 100.0 * floor / len(rows) if rows else None,
+                "floor_mape_pct_of_file": 100.0 * floor / n_rows if n_rows else None,
                 "model_mape_pct_on_rows": float(np.mean(model)) if model else None,
             }
         out[name] = entry
     return out
+
+
+def _fmt(v, ratio: bool = False) -> str:
+    return "—" if v is None else (f"{v:.2f}" if ratio else f"{v:.1f}%")
 
 
 def format_spread(spread: dict) -> list[str]:
@@ -113,12 +116,8 @@ def format_spread(spread: dict) -> list[str]:
             e = spread[name][part]
             if not e["configurations"]:
                 continue
-
-            def f(v, unit="%"):
-                return "—" if v is None else (f"{v:.1f}{unit}" if unit == "%" else f"{v:.2f}")
-
             lines.append(f"{(name.upper() + ' ' + part):<28} {e['configurations']:>8} {e['rows']:>6} "
-                         f"{f(e['max_over_min_median'], 'x'):>12} {f(e['max_over_min_p90'], 'x'):>6} "
-                         f"{f(e['floor_mape_pct_on_rows']):>11} {f(e['floor_mape_pct_of_file']):>11} "
-                         f"{f(e['model_mape_pct_on_rows']):>11}")
+                         f"{_fmt(e['max_over_min_median'], True):>12} {_fmt(e['max_over_min_p90'], True):>6} "
+                         f"{_fmt(e['floor_mape_pct_on_rows']):>11} {_fmt(e['floor_mape_pct_of_file']):>11} "
+                         f"{_fmt(e['model_mape_pct_on_rows']):>11}")
     return lines
