@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from simcluster.validate.repeats import best_constant_error, repeat_key, repeat_spread
+from simcluster.validate.repeats import best_constant_error, format_spread, repeat_key, repeat_spread
 from simcluster.validate.runner import RowResult
 from simcluster.validate.silicon import PoolShape, SiliconRow
 from simcluster.validate.simulate import Prediction
@@ -66,6 +66,10 @@ def test_floor_of_a_small_file():
     assert t["mtp_ambiguous"]["configurations"] == 0
     # TTFT is the same everywhere: nothing repeated differs
     assert sp["ttft"]["all"]["configurations"] == 0
+    text = "\n".join(format_spread(sp))
+    assert "TPOT all" in text and "TTFT all" not in text
+    single = repeat_spread([_res(rows[4], 30.0)])
+    assert "no configuration was measured more than once" in "\n".join(format_spread(single))
 
 
 def test_configurations_whose_recipe_is_ambiguous_are_kept_apart():

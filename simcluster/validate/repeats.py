@@ -108,6 +108,8 @@ def _fmt(v, ratio: bool = False) -> str:
 
 def format_spread(spread: dict) -> list[str]:
     """Plain-text lines of :func:`repeat_spread` for the validation report."""
+    if not any(spread[name]["all"]["configurations"] for name, _ in METRICS):
+        return ["", "repeat measurements: no configuration was measured more than once with different values"]
     lines = ["", "repeat measurements (one configuration measured more than once; docs/validation.md)"]
     lines.append(f"{'':<28} {'configs':>8} {'rows':>6} {'max/min med':>12} {'p90':>6} "
                  f"{'floor rows':>11} {'floor file':>11} {'model rows':>11}")
