@@ -55,6 +55,13 @@ class ModelSpec:
     linear_key_head_dim: int = 0
     linear_value_head_dim: int = 0
     linear_conv_kernel_dim: int = 0
+    # DeepSeek sparse attention (DSA: DeepSeek-V3.2, GLM-5): a lightning indexer scores every past
+    # token of every query with ``index_n_heads`` FP8 heads of ``index_head_dim`` over its own key
+    # cache (one FP8 key and an fp32 scale per token and layer), keeps the ``index_topk`` best, and the
+    # MLA attention reads only those. 0: dense attention.
+    index_topk: int = 0
+    index_n_heads: int = 0
+    index_head_dim: int = 0
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -71,6 +78,10 @@ class ModelSpec:
     @property
     def is_mla(self) -> bool:
         return self.attention == "mla"
+
+    @property
+    def is_dsa(self) -> bool:
+        return self.index_topk > 0
 
     @property
     def moe_layers(self) -> int:
@@ -109,10 +120,19 @@ class ModelSpec:
             wkv_a = h * (self.kv_lora_rank + self.qk_rope_head_dim)
             wkv_b = self.kv_lora_rank * q * (self.qk_nope_head_dim + self.v_head_dim)
             wo = q * self.v_head_dim * h
-            return wq + wkv_a + wkv_b + wo
+            return wq + wkv_a + wkv_b + wo + self.indexer_params_per_layer()
         hd, k = self.head_dim, self.num_kv_heads
         gate = 2 if self.attn_output_gate else 1
         return gate * h * q * hd + 2 * h * k * hd + q * hd * h
+
+    def indexer_params_per_layer(self) -> int:
+        """The DSA indexer's projections: wq_b (query LoRA -> index heads x index dim), wk (hidden ->
+        index dim) and weights_proj (hidden -> index heads); 0 for dense attention."""
+        if not self.is_dsa:
+            return 0
+        q_in = self.q_lora_rank or self.hidden_size
+        return (q_in * self.index_n_heads * self.index_head_dim
+                + self.hidden_size * (self.index_head_dim + self.index_n_heads))
 
     def dense_ffn_params_per_layer(self) -> int:
         return 3 * self.hidden_size * self.intermediate_size  # SwiGLU: gate, up, down
@@ -155,16 +175,23 @@ class ModelSpec:
             return self.kv_lora_rank + self.qk_rope_head_dim
         return 2 * self.num_kv_heads * self.head_dim
 
+    def indexer_key_bytes_per_token_per_layer(self) -> int:
+        """The DSA indexer's key cache: one FP8 key of ``index_head_dim`` and its fp32 scale per token
+        and layer (SGLang's and vLLM's DeepSeek-V3.2 indexer cache), whatever the KV format."""
+        return self.index_head_dim + 4 if self.is_dsa else 0
+
     def kv_bytes_per_token(self, bytes_per_element: float) -> float:
         """KV bytes per token over all layers (windowed layers counted as full, see below)."""
-        return self.num_layers * self.kv_elements_per_token_per_layer() * bytes_per_element
+        return self.num_layers * (self.kv_elements_per_token_per_layer() * bytes_per_element
+                                  + self.indexer_key_bytes_per_token_per_layer())
 
     def kv_bytes_for_context(self, context_tokens: float, bytes_per_element: float) -> float:
         """KV bytes held for one sequence of ``context_tokens``; windowed layers keep the window only."""
         per = self.kv_elements_per_token_per_layer() * bytes_per_element
         full = self.num_layers - self.sliding_window_layers
         win = min(context_tokens, self.sliding_window) if self.sliding_window_layers else 0
-        return per * (full * context_tokens + self.sliding_window_layers * win)
+        return (per * (full * context_tokens + self.sliding_window_layers * win)
+                + self.indexer_key_bytes_per_token_per_layer() * self.num_layers * context_tokens)
 
     def with_name(self, name: str) -> "ModelSpec":
         return replace(self, name=name)
@@ -212,6 +239,16 @@ MODELS: dict[str, ModelSpec] = {
             max_context=163840, source="deepseek-ai/DeepSeek-V3 config.json; SEED-NOTES §1.8",
         ),
         _spec(
+            name="deepseek-v3.2", num_layers=61, hidden_size=7168, num_attention_heads=128,
+            num_kv_heads=128, head_dim=128, intermediate_size=18432, vocab_size=129280,
+            attention="mla", q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128,
+            qk_rope_head_dim=64, v_head_dim=128, num_experts=256, num_experts_per_token=8,
+            moe_intermediate_size=2048, num_shared_experts=1, first_k_dense_layers=3,
+            max_context=163840, index_topk=2048, index_n_heads=64, index_head_dim=128,
+            source="deepseek-ai/DeepSeek-V3.2 config.json (DeepSeek-V3 with DeepSeek sparse attention: "
+            "index_topk 2048, index_n_heads 64, index_head_dim 128)",
+        ),
+        _spec(
             name="gpt-oss-120b", num_layers=36, hidden_size=2880, num_attention_heads=64,
             num_kv_heads=8, head_dim=64, intermediate_size=2880, vocab_size=201088,
             num_experts=128, num_experts_per_token=4, moe_intermediate_size=2880,
@@ -235,9 +272,9 @@ MODELS: dict[str, ModelSpec] = {
             attention="mla", q_lora_rank=2048, kv_lora_rank=512, qk_nope_head_dim=192,
             qk_rope_head_dim=64, v_head_dim=256, num_experts=256, num_experts_per_token=8,
             moe_intermediate_size=2048, num_shared_experts=1, first_k_dense_layers=3,
-            max_context=202752,
-            source="zai-org/GLM-5-FP8 config.json (GlmMoeDsa: MLA + MoE; the DSA sparse-attention indexer "
-            "is not modelled: attention is dense MLA)",
+            max_context=202752, index_topk=2048, index_n_heads=32, index_head_dim=128,
+            source="zai-org/GLM-5-FP8 config.json (GlmMoeDsa: MLA + MoE with DeepSeek sparse attention: "
+            "index_topk 2048, index_n_heads 32, index_head_dim 128)",
         ),
         _spec(
             name="minimax-m2", num_layers=62, hidden_size=3072, num_attention_heads=48,
@@ -350,6 +387,12 @@ def model_from_hf_config(cfg: dict, *, name: str, path: str = "config.json") -> 
             qk_nope_head_dim=_req_int(cfg, ("qk_nope_head_dim",), path),
             qk_rope_head_dim=_req_int(cfg, ("qk_rope_head_dim",), path),
             v_head_dim=_req_int(cfg, ("v_head_dim",), path),
+        )
+    if cfg.get("index_topk"):
+        kw.update(
+            index_topk=_req_int(cfg, ("index_topk",), path),
+            index_n_heads=_req_int(cfg, ("index_n_heads",), path),
+            index_head_dim=_req_int(cfg, ("index_head_dim",), path),
         )
     if n_experts:
         kw.update(

@@ -27,6 +27,7 @@ import numpy as np
 
 from simcluster.catalog.formats import get_format
 from simcluster.catalog.models import ceil_div
+from simcluster.perf import dsa
 from simcluster.perf.collectives import link_for_group
 from simcluster.perf.helix import a2a_send_bytes, exchange_span, hop_b_span
 from simcluster.perf.moe import expected_experts_touched, load_imbalance, resmoe_expert_bytes
@@ -188,6 +189,9 @@ class Composer:
         self.ops_is_roofline = self.ops is self.roof
         self.ops_vectorised = bool(getattr(self.ops, "vectorised", False))
         self.ops_overhead_s = float(getattr(self.ops, "launch_overhead_s", 0.0))
+        self._dsa_scales = dsa.gpu_scales(gpu) if m.is_dsa else (1.0, 1.0)
+        self._dsa_module = (dsa.module_source(gpu.calibration_dir or gpu.name, str(spec.framework).lower())
+                            if m.is_dsa and not self.ops_is_roofline else None)
         self.domain = spec.nvlink_domain_size or gpu.nvlink_domain_size
 
         # -- shapes per GPU
@@ -345,6 +349,11 @@ class Composer:
             # absorbed W_UK / W_UV (decode); for prefill tokens the same FLOPs up-project their K, V
             ops.append(self._gemm("kv_b_absorbed", "attention", "layer", "attn", L,
                                   int(self.q_loc * (m.qk_nope_head_dim + m.v_head_dim)), m.kv_lora_rank, wa))
+            if m.is_dsa:  # the DSA indexer's projections, replicated on every GPU of the TP group
+                ops.append(self._gemm("indexer_q_proj", "attention", "layer", "attn", L,
+                                      m.index_n_heads * m.index_head_dim, m.q_lora_rank or H, wa))
+                ops.append(self._gemm("indexer_k_proj", "attention", "layer", "attn", L,
+                                      m.index_head_dim + m.index_n_heads, H, wa))
         else:
             n_full = L - self.n_linear
             gate = 2 if m.attn_output_gate else 1  # the query projection also yields the output gate
@@ -502,6 +511,9 @@ class Composer:
         The new token's KV write is spread over the KVP ranks (round-robin), hence ``/kvp``.
         """
         m, kvp = self.model, self.layout.kvp
+        ctx_all = ctx_gpu
+        if m.is_dsa:  # the sparse attention reads the indexer's top-k tokens only
+            ctx_gpu = np.minimum(ctx_gpu, m.index_topk / kvp)
         r, w, a, f = self.decode_counts(batch, ctx_gpu)
         w = w / kvp
         if m.is_mla:
@@ -511,8 +523,50 @@ class Composer:
         else:
             t = self._call("attention_decode", batch, ctx_gpu, self.q_loc, self.kvh_loc, self.hd, self.fmt_kv.name)
             ovh = self._overhead("attention_decode")
+        if m.is_dsa:
+            ti, ri, fi = self.indexer_decode(batch, ctx_all, t)
+            t, r, f = ti, r + ri, f + fi
         return OpEval(t, kv_read_bytes=r, kv_write_bytes=w, act_bytes=a, flops=f,
                       mem_s=(r + w + a) / self.roof.mem_Bps, compute_s=f / self.attn_rate, overhead_s=ovh)
+
+    # ------------------------------------------------------------------ DSA indexer (perf/dsa.py)
+    def indexer_decode(self, batch, ctx_gpu, core_s):
+        """(seconds, key bytes read, FLOPs) of one layer's decode attention core of a DSA model —
+        the indexer and the sparse MLA, whose own time is ``core_s`` — for ``batch`` sequences of
+        ``ctx_gpu`` cached tokens each on this GPU. With measured op costs it is what SGLang's
+        collector measured for GLM-5's whole attention module at the nearest heads-per-GPU count less
+        the module's projections priced by the same GEMM tables (perf/dsa.py; B200, scaled by memory
+        bandwidth on other GPUs), and never less than ``core_s``; with the roofline, ``core_s`` plus
+        the indexer's roofline."""
+        m = self.model
+        keys = np.asarray(batch, dtype=float) * ctx_gpu
+        r = keys * m.indexer_key_bytes_per_token_per_layer()
+        f = 2.0 * m.index_n_heads * m.index_head_dim * keys
+        if self.ops_is_roofline:
+            fp8 = self.roof.flops_rate("fp8")[0]
+            return core_s + np.maximum(r / self.roof.mem_Bps, f / fp8) + 2.0 * self.roof.launch_overhead_s, r, f
+        system, fw, scale = self._dsa_module
+        table = dsa.module_table(system, fw, attention_weight_format(m, self.fmt_w.name), self.fmt_kv.name,
+                                 float(self.q_loc))
+        gemm, h = table[2], table[3]
+        x = np.asarray(batch, dtype=float)
+        proj = sum(self._call("gemm", x, n, k, _GEMM_FORMAT_OF_TABLE.get(gemm, gemm))
+                   for _, n, k in dsa.module_projections(h))
+        module = dsa.module_decode_s(table, batch, ctx_gpu * self.layout.kvp)
+        return np.maximum((module - proj) * scale, core_s), r, f
+
+    def indexer_prefill(self, pairs: float, keys: float):
+        """(seconds, key bytes read, FLOPs) of one layer's DSA indexer over ``pairs`` causal
+        (query, key) pairs whose chunks hold ``keys`` tokens in all."""
+        m = self.model
+        r = keys * m.indexer_key_bytes_per_token_per_layer()
+        f = 2.0 * m.index_n_heads * m.index_head_dim * pairs
+        if self.ops_is_roofline:
+            fp8 = self.roof.flops_rate("fp8")[0]
+            t = max(r / self.roof.mem_Bps, f / fp8) + 2.0 * self.roof.launch_overhead_s
+        else:
+            t = float(dsa.indexer_prefill_s(pairs, m.index_n_heads, m.index_head_dim, self._dsa_scales[1]))
+        return t, r, f
 
     def attention_prefill(self, seqs: float, tokens: float, past: float, pairs: float,
                           window: int | None = None) -> OpEval:
@@ -528,6 +582,12 @@ class Composer:
         m, kvp = self.model, self.layout.kvp
         if seqs <= 0 or tokens <= 0:
             return OpEval(0.0)
+        idx = None
+        if m.is_dsa and (past + tokens) / seqs > m.index_topk:
+            # beyond index_topk keys a query attends to its top-k only, after the indexer scored all
+            # of its keys (up to index_topk keys SGLang runs dense MHA and no indexer)
+            idx = self.indexer_prefill(pairs / kvp, (past + tokens) / kvp)
+            window = min(window or m.index_topk, m.index_topk)
         if window:
             pairs = min(pairs, tokens * window)
             past = min(past, seqs * window)
@@ -557,6 +617,9 @@ class Composer:
         else:
             ovh = self.ops_overhead_s
             t = float(fn(*call_args)) / kvp
+        if idx is not None:
+            t, r, f = t + idx[0], r + idx[1], f + idx[2]
+            mem_s += idx[1] / self.roof.mem_Bps
         return OpEval(t, kv_read_bytes=r, kv_write_bytes=w, act_bytes=a, flops=f, mem_s=mem_s, compute_s=f / rate,
                       overhead_s=ovh)
 
@@ -646,8 +709,9 @@ class Composer:
             for name, ev in (("attention_decode", dec), ("attention_prefill", pre)):
                 if ev is None:
                     continue
+                dsa_note = f", DSA indexer + top-{self.model.index_topk}" if self.model.is_dsa else ""
                 rec = _op_record(name, "attention", "layer", kind.layers, ev, "kv",
-                                 f"{kind.name}, executes as {self.attn_executes}")
+                                 f"{kind.name}, executes as {self.attn_executes}{dsa_note}")
                 rec["source"] = src[name]
                 recs.append(rec)
                 parts = [float(np.asarray(p).reshape(-1)[0]) for p in attribute("kv", ev)]
@@ -742,6 +806,10 @@ class Composer:
                 "ops": layer_recs,
             })
         return out
+
+
+# the module tables' projection formats as the GEMM tables name them
+_GEMM_FORMAT_OF_TABLE = {"bfloat16": "bf16"}
 
 
 def _op_record(name, phase, per, count, ev: OpEval, category, detail) -> dict:

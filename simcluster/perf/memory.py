@@ -83,7 +83,8 @@ def memory_plan(spec, gpu_memory_utilization: float = 0.9, activation_reserve_by
     if m.is_moe:
         per_layer["moe"] += c.e_loc * c.expert_bytes_gpu + c.barycenter_bytes_gpu
     embedding = lm_head  # vocab-parallel table over one replica, same shape and format as the LM head
-    kv_per_layer = c.kv_elems_gpu * c.b_kv
+    # (DSA models also cache the indexer's FP8 keys and scales, not split over the TP group)
+    kv_per_layer = c.kv_elems_gpu * c.b_kv + m.indexer_key_bytes_per_token_per_layer() / lay.kvp
 
     usable = gpu.memory_bytes * gpu_memory_utilization
     stages = _stage_layers(c.L, lay.pp)

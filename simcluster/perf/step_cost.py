@@ -322,8 +322,9 @@ class TableStepCost:
         self._dec_rows = self._dec.rows if self._dp == 1 else None
         # prefill attention is linear in (new tokens, past tokens, pairs): for the roofline, keep the
         # coefficients per kind and evaluate max(bytes/BW, flops/FLOPS) + overhead inline
-        self._prefill_closed = c.ops_is_roofline or (
-            c._method("attention_prefill_mla" if c.model.is_mla else "attention_prefill") is None)
+        # (not for DSA models: their indexer and top-k cap make prefill attention non-linear)
+        self._prefill_closed = not c.model.is_dsa and (c.ops_is_roofline or (
+            c._method("attention_prefill_mla" if c.model.is_mla else "attention_prefill") is None))
         self._prefill_consts = []
         for k in c.attention_kinds:
             e_new = c.attention_prefill(1.0, 1.0, 0.0, 0.0)
