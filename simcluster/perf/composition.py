@@ -583,11 +583,14 @@ class Composer:
         if seqs <= 0 or tokens <= 0:
             return OpEval(0.0)
         idx = None
+        q = self.q_loc
         if m.is_dsa and (past + tokens) / seqs > m.index_topk:
             # beyond index_topk keys a query attends to its top-k only, after the indexer scored all
-            # of its keys (up to index_topk keys SGLang runs dense MHA and no indexer)
+            # of its keys (up to index_topk keys SGLang runs dense MHA and no indexer); the sparse
+            # kernels work on at least DSA_SPARSE_MIN_HEADS query heads (perf/dsa.py)
             idx = self.indexer_prefill(pairs / kvp, (past + tokens) / kvp)
             window = min(window or m.index_topk, m.index_topk)
+            q = max(q, dsa.SPARSE_MIN_HEADS)
         if window:
             pairs = min(pairs, tokens * window)
             past = min(past, seqs * window)
@@ -595,12 +598,12 @@ class Composer:
         p_eq = max(pairs / tokens - (n + 1) / 2.0, 0.0)
         if m.is_mla:
             qk = m.qk_nope_head_dim + m.qk_rope_head_dim
-            r, w, a, f = mla_prefill_counts(seqs, n, p_avg, self.q_loc, m.kv_lora_rank, m.qk_rope_head_dim, qk,
+            r, w, a, f = mla_prefill_counts(seqs, n, p_avg, q, m.kv_lora_rank, m.qk_rope_head_dim, qk,
                                             m.v_head_dim, self.b_kv, self.b_a, pairs=pairs / kvp)
-            up_past = 2.0 * past * self.q_loc * m.kv_lora_rank * (m.qk_nope_head_dim + m.v_head_dim)
+            up_past = 2.0 * past * q * m.kv_lora_rank * (m.qk_nope_head_dim + m.v_head_dim)
             f = f - up_past + up_past / kvp
             name = "attention_prefill_mla"
-            call_args = (seqs, n, p_eq, self.q_loc, m.kv_lora_rank, m.qk_rope_head_dim, qk, m.v_head_dim,
+            call_args = (seqs, n, p_eq, q, m.kv_lora_rank, m.qk_rope_head_dim, qk, m.v_head_dim,
                          self.fmt_kv.name)
         else:
             r, w, a, f = attention_prefill_counts(seqs, n, p_avg, self.q_loc, self.kvh_loc, self.hd, self.b_kv,

@@ -30,7 +30,7 @@ and ``dsa_indexer.json``:
   ``glm5_topk_module_perf`` (score mode ``flat``): both kernels' time per causal (query, key) pair
   at >= 1e8 pairs (median), and the smallest measured time as a floor. SGLang runs dense MHA without
   the indexer while a prompt's keys fit in ``index_topk``; beyond, the indexer scores every pair and
-  the attention is capped at ``index_topk`` keys a query.
+  the attention is capped at ``index_topk`` keys a query, on at least :data:`SPARSE_MIN_HEADS` heads.
 
 GPUs and frameworks without a module table take B200 SGLang's scaled by memory bandwidth; prefill on
 other GPUs scales by dense FP8 FLOP/s [INFERRED]. Index geometries other than GLM-5's (32 heads ×
@@ -60,6 +60,11 @@ TOPK_TABLE = "glm5_topk_module_perf.parquet"
 TOPK_SCORE_MODE = "flat"
 REFERENCE_GPU = "b200_sxm"
 REFERENCE_HEADS, REFERENCE_DIM = 32, 128  # GLM-5's indexer (config.json index_n_heads, index_head_dim)
+# The sparse MLA prefill kernels work on at least this many query heads per GPU: the collector's
+# GLM-5 context module beyond index_topk tokens takes about as long at 8 and 16 heads per GPU as
+# 64 heads' worth of sparse attention (B200 SGLang, 8k-token prompt: 2.35 ms at TP 8, 2.51 at TP 4,
+# 3.52 at TP 1) [INFERRED: FlashMLA's sparse kernels take 64 or 128 heads]
+SPARSE_MIN_HEADS = 64
 PREFILL_LARGE_PAIRS = 1e8  # pairs above which both kernels run at their throughput
 
 
