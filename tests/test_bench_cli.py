@@ -93,6 +93,23 @@ def test_parallel_flags_place_moe_models_like_vllm():
     assert layout_of(dense, get_model("llama-3.1-8b")) == ("tp=2,pp=1", 3)
 
 
+@pytest.mark.parametrize("model,quantization,expect", [
+    ("deepseek-r1", "fp8", "fp8_block"),  # DeepSeek's FP8 release is block-scaled (128 x 128 tiles)
+    ("glm-5", "fp8", "fp8_block"),
+    ("llama-3.1-8b", "fp8", "fp8"),       # no block-scaled release: per-tensor FP8
+    ("gpt-oss-120b", "fp4", "mxfp4"),     # gpt-oss ships MXFP4 experts
+    ("deepseek-r1", "fp8_block", "fp8_block"),
+])
+def test_quantization_runs_the_kernels_of_the_models_release(capsys, model, quantization, expect):
+    """``--quantization fp8`` of a model whose published checkpoint is block-scaled prices the block
+    kernels, as the validation's rows do (catalog/models.py: release_weight_format); the scenario
+    the command ran says which."""
+    assert main(["bench", "latency", "--model", model, "--gpu", "b200_sxm", "--tensor-parallel-size", "8",
+                 "--quantization", quantization, "--batch-size", "1", "--input-len", "16", "--output-len", "4",
+                 "--json"]) == 0
+    assert _json(capsys)["scenario"]["model"]["weights"] == expect
+
+
 @pytest.mark.parametrize("args,needle", [
     (["--model", "acme/none"], "--model"),
     (["--gpu", "tpu9"], "--gpu"),

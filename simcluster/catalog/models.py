@@ -449,6 +449,27 @@ def load_hf_config(path: str | Path) -> ModelSpec:
     return model_from_hf_config(cfg, name=str(name), path=str(p))
 
 
+# Models whose published FP8 checkpoint is block-scaled (128×128 weight tiles): an "fp8" deployment of
+# them runs the block-scaled kernels (DeepSeek-V3/R1/V3.2 FP8 releases; Qwen/Qwen3-*-FP8 and
+# Qwen3.5-*-FP8 "fine-grained fp8 with block size 128"; MiniMax-M2 "FP8 e4m3 block-wise";
+# zai-org/GLM-5-FP8; Kimi-K2 FP8 release). NVIDIA ModelOpt checkpoints (nvidia/...) are per-tensor.
+BLOCK_FP8_MODELS = ("deepseek-v3", "deepseek-r1", "deepseek-v3.2", "qwen3-32b", "qwen3-235b-a22b",
+                    "qwen3.5-397b-a17b", "minimax-m2", "minimax-m2.5", "glm-5", "kimi-k2")
+# gpt-oss ships MXFP4 experts (block 32, E8M0 scales): its "fp4" deployments run MXFP4 kernels, not NVFP4.
+MXFP4_MODELS = ("gpt-oss-120b", "gpt-oss-20b")
+
+
+def release_weight_format(model: ModelSpec, fmt: str, repo: str = "") -> str:
+    """The weight format a deployment of ``model`` asked for as ``fmt`` runs, given its published
+    checkpoints: ``fp8`` is block-scaled for the models of :data:`BLOCK_FP8_MODELS` (unless ``repo``
+    is an NVIDIA ModelOpt one, ``nvidia/...``: per-tensor), ``nvfp4`` is MXFP4 for gpt-oss."""
+    if fmt == "fp8" and model.name in BLOCK_FP8_MODELS and not str(repo).lower().startswith("nvidia/"):
+        return "fp8_block"
+    if fmt == "nvfp4" and model.name in MXFP4_MODELS:
+        return "mxfp4"
+    return fmt
+
+
 def get_model(name_or_path: str, *, field: str | None = None) -> ModelSpec:
     """A catalog model by name (case-insensitive, HF repo ids accepted) or a ``config.json`` path."""
     key = str(name_or_path).strip()

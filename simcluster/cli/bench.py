@@ -416,8 +416,13 @@ def _length_options(default_in: int, default_out: int):
 
 
 def _config(kw: dict) -> BenchConfig:
-    weights = _weights_format(kw["dtype"], kw["quantization"])
     from simcluster.catalog.formats import get_format
+    from simcluster.catalog.models import get_model, release_weight_format
+
+    # the kernels the model's published checkpoint runs (DeepSeek's "fp8" is block-scaled, gpt-oss's
+    # "fp4" is MXFP4), as the frameworks read them from the checkpoint
+    weights = release_weight_format(get_model(kw["model"], field="--model"),
+                                    _weights_format(kw["dtype"], kw["quantization"]), kw["model"])
 
     get_format(weights, field="--quantization" if kw["quantization"] else "--dtype")
     kv = _kv_format(kw["kv_cache_dtype"], kw["backend"], weights)

@@ -55,6 +55,11 @@ MODULE_TABLE = "dsa_generation_module_perf.parquet"
 MODULE_MODELS = ("zai-org/GLM-5-FP8", "zai-org/GLM-5")  # one geometry; the FP8 release preferred
 MODULE_MAX_BATCH = 512  # larger batches are left out (see above)
 FALLBACK = ("b200_sxm", "sglang")
+# vLLM's own DSA module tables start at 150-230 µs a layer at batch 1 on every GPU (SGLang's 58-139,
+# TRT-LLM's 74-140), the host-bound floor of a path timed outside CUDA graphs, and vLLM's MLA module
+# tables likewise sit above what vLLM serving shows (docs/validation.md): vLLM is priced from the
+# same GPU's SGLang (else TRT-LLM) module [INFERRED]
+MODULE_FRAMEWORK_PREFERENCE = {"vllm": ("sglang", "trtllm", "vllm")}
 LOGITS_TABLE = "glm5_mqa_logits_module_perf.parquet"
 TOPK_TABLE = "glm5_topk_module_perf.parquet"
 TOPK_SCORE_MODE = "flat"
@@ -174,14 +179,12 @@ def _modules():
 @lru_cache(maxsize=None)
 def module_source(system: str, framework: str) -> tuple[str, str, float]:
     """(system, framework) whose measured module prices ``system`` / ``framework``, and the factor
-    on its times: the pair itself, else the same GPU under another framework, else B200 SGLang's
-    scaled by memory bandwidth [INFERRED]."""
+    on its times: the pair itself (vLLM: see :data:`MODULE_FRAMEWORK_PREFERENCE`), else the same GPU
+    under another framework, else B200 SGLang's scaled by memory bandwidth [INFERRED]."""
     from simcluster.catalog.gpus import get_gpu
 
     have = set(map(tuple, _modules()[["system", "framework"]].drop_duplicates().to_numpy()))
-    if (system, framework) in have:
-        return system, framework, 1.0
-    for fw in ("sglang", "trtllm", "vllm"):
+    for fw in MODULE_FRAMEWORK_PREFERENCE.get(framework, (framework,)) + ("sglang", "trtllm", "vllm"):
         if (system, fw) in have:
             return system, fw, 1.0
     ref = get_gpu(FALLBACK[0])

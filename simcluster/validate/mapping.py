@@ -47,7 +47,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simcluster.catalog.gpus import get_gpu
-from simcluster.catalog.models import ModelSpec, get_model
+from simcluster.catalog.models import ModelSpec, get_model, release_weight_format
 from simcluster.errors import UserError
 from simcluster.perf.framework import FrameworkProfile, default_chunk_budget, get_profile
 from simcluster.perf.layout import Layout
@@ -115,16 +115,6 @@ class Unsupported:
     reason: str
 
 
-# Models whose published FP8 checkpoint is block-scaled (128×128 weight tiles): an "fp8" deployment of
-# them runs the block-scaled kernels (DeepSeek-V3/R1 FP8 release; Qwen/Qwen3-*-FP8 and
-# Qwen3.5-*-FP8 "fine-grained fp8 with block size 128"; MiniMax-M2 "FP8 e4m3 block-wise";
-# zai-org/GLM-5-FP8; Kimi-K2 FP8 release). NVIDIA ModelOpt checkpoints (nvidia/...) are per-tensor.
-BLOCK_FP8_MODELS = ("deepseek-v3", "deepseek-r1", "qwen3-32b", "qwen3-235b-a22b", "qwen3.5-397b-a17b",
-                    "minimax-m2", "minimax-m2.5", "glm-5", "kimi-k2")
-# gpt-oss ships MXFP4 experts (block 32, E8M0 scales): its "fp4" rows run MXFP4 kernels, not NVFP4.
-MXFP4_MODELS = ("gpt-oss-120b", "gpt-oss-20b")
-
-
 def weights_format(row: SiliconRow, model: ModelSpec) -> str:
     mode = row.moe_quant_mode if model.is_moe and row.moe_quant_mode else row.gemm_quant_mode
     if not mode:
@@ -132,12 +122,7 @@ def weights_format(row: SiliconRow, model: ModelSpec) -> str:
     fmt = _WEIGHT_FORMATS.get(mode)
     if fmt is None:
         raise UserError(f"unsupported precision {mode!r}")
-    nvidia = row.model_path.lower().startswith("nvidia/")
-    if fmt == "fp8" and model.name in BLOCK_FP8_MODELS and not nvidia:
-        fmt = "fp8_block"
-    if fmt == "nvfp4" and model.name in MXFP4_MODELS:
-        fmt = "mxfp4"
-    return fmt
+    return release_weight_format(model, fmt, row.model_path)
 
 
 def kv_format(row: SiliconRow, weights: str) -> str:
