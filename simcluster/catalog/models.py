@@ -239,16 +239,6 @@ MODELS: dict[str, ModelSpec] = {
             max_context=163840, source="deepseek-ai/DeepSeek-V3 config.json; SEED-NOTES §1.8",
         ),
         _spec(
-            name="deepseek-v3.2", num_layers=61, hidden_size=7168, num_attention_heads=128,
-            num_kv_heads=128, head_dim=128, intermediate_size=18432, vocab_size=129280,
-            attention="mla", q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128,
-            qk_rope_head_dim=64, v_head_dim=128, num_experts=256, num_experts_per_token=8,
-            moe_intermediate_size=2048, num_shared_experts=1, first_k_dense_layers=3,
-            max_context=163840, index_topk=2048, index_n_heads=64, index_head_dim=128,
-            source="deepseek-ai/DeepSeek-V3.2 config.json (DeepSeek-V3 with DeepSeek sparse attention: "
-            "index_topk 2048, index_n_heads 64, index_head_dim 128)",
-        ),
-        _spec(
             name="gpt-oss-120b", num_layers=36, hidden_size=2880, num_attention_heads=64,
             num_kv_heads=8, head_dim=64, intermediate_size=2880, vocab_size=201088,
             num_experts=128, num_experts_per_token=4, moe_intermediate_size=2880,
@@ -314,6 +304,11 @@ MODELS: dict[str, ModelSpec] = {
 MODELS["deepseek-r1"] = MODELS["deepseek-v3"].with_name("deepseek-r1")  # same architecture
 MODELS["kimi-k2.5"] = MODELS["kimi-k2"].with_name("kimi-k2.5")  # same text model
 MODELS["minimax-m2.5"] = MODELS["minimax-m2"].with_name("minimax-m2.5")  # same architecture
+# DeepSeek-V3 with DeepSeek sparse attention (deepseek-ai/DeepSeek-V3.2 config.json: index_topk 2048,
+# index_n_heads 64, index_head_dim 128)
+MODELS["deepseek-v3.2"] = replace(MODELS["deepseek-v3"], name="deepseek-v3.2", index_topk=2048, index_n_heads=64,
+                                  index_head_dim=128, source="deepseek-ai/DeepSeek-V3.2 config.json (DeepSeek-V3 "
+                                  "with DeepSeek sparse attention: index_topk 2048, index_n_heads 64, index_head_dim 128)")
 
 _ALIASES = {
     "llama3.1-8b": "llama-3.1-8b", "meta-llama/llama-3.1-8b": "llama-3.1-8b",
