@@ -189,7 +189,7 @@ class Composer:
         self.ops_is_roofline = self.ops is self.roof
         self.ops_vectorised = bool(getattr(self.ops, "vectorised", False))
         self.ops_overhead_s = float(getattr(self.ops, "launch_overhead_s", 0.0))
-        self._dsa_scales = dsa.gpu_scales(gpu) if m.is_dsa else (1.0, 1.0)
+        self._dsa_prefill_scale = dsa.prefill_scale(gpu) if m.is_dsa else 1.0
         self._dsa_module = (dsa.module_source(gpu.calibration_dir or gpu.name, str(spec.framework).lower())
                             if m.is_dsa and not self.ops_is_roofline else None)
         self.domain = spec.nvlink_domain_size or gpu.nvlink_domain_size
@@ -533,11 +533,11 @@ class Composer:
     def indexer_decode(self, batch, ctx_gpu, core_s):
         """(seconds, key bytes read, FLOPs) of one layer's decode attention core of a DSA model —
         the indexer and the sparse MLA, whose own time is ``core_s`` — for ``batch`` sequences of
-        ``ctx_gpu`` cached tokens each on this GPU. With measured op costs it is what SGLang's
-        collector measured for GLM-5's whole attention module at the nearest heads-per-GPU count less
-        the module's projections priced by the same GEMM tables (perf/dsa.py; B200, scaled by memory
-        bandwidth on other GPUs), and never less than ``core_s``; with the roofline, ``core_s`` plus
-        the indexer's roofline."""
+        ``ctx_gpu`` cached tokens each on this GPU. With measured op costs it is what the collectors
+        measured for GLM-5's whole attention module on this GPU and framework (perf/dsa.py:
+        module_source) at the nearest heads-per-GPU count, less that module's own projections priced
+        by the same GEMM tables, and never less than ``core_s``; with the roofline, ``core_s`` plus
+        the indexer's roofline. With KVP each rank runs the module over its own share of the context."""
         m = self.model
         keys = np.asarray(batch, dtype=float) * ctx_gpu
         r = keys * m.indexer_key_bytes_per_token_per_layer()
@@ -552,7 +552,7 @@ class Composer:
         x = np.asarray(batch, dtype=float)
         proj = sum(self._call("gemm", x, n, k, _GEMM_FORMAT_OF_TABLE.get(gemm, gemm))
                    for _, n, k in dsa.module_projections(h))
-        module = dsa.module_decode_s(table, batch, ctx_gpu * self.layout.kvp)
+        module = dsa.module_decode_s(table, batch, ctx_gpu)
         return np.maximum((module - proj) * scale, core_s), r, f
 
     def indexer_prefill(self, pairs: float, keys: float):
@@ -565,7 +565,7 @@ class Composer:
             fp8 = self.roof.flops_rate("fp8")[0]
             t = max(r / self.roof.mem_Bps, f / fp8) + 2.0 * self.roof.launch_overhead_s
         else:
-            t = float(dsa.indexer_prefill_s(pairs, m.index_n_heads, m.index_head_dim, self._dsa_scales[1]))
+            t = float(dsa.indexer_prefill_s(pairs, m.index_n_heads, m.index_head_dim, self._dsa_prefill_scale))
         return t, r, f
 
     def attention_prefill(self, seqs: float, tokens: float, past: float, pairs: float,
@@ -587,7 +587,7 @@ class Composer:
         if m.is_dsa and (past + tokens) / seqs > m.index_topk:
             # beyond index_topk keys a query attends to its top-k only, after the indexer scored all
             # of its keys (up to index_topk keys SGLang runs dense MHA and no indexer); the sparse
-            # kernels work on at least DSA_SPARSE_MIN_HEADS query heads (perf/dsa.py)
+            # kernels work on at least dsa.SPARSE_MIN_HEADS query heads
             idx = self.indexer_prefill(pairs / kvp, (past + tokens) / kvp)
             window = min(window or m.index_topk, m.index_topk)
             q = max(q, dsa.SPARSE_MIN_HEADS)

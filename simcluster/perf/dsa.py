@@ -225,16 +225,14 @@ def module_table(system: str, framework: str, gemm: str, kv: str, heads: float):
 
 def module_projections(heads: int) -> list[tuple[str, int, int]]:
     """(name, n, k) of the GEMMs inside the measured module (GLM-5's geometry, ``heads`` query heads
-    per GPU): the MLA projections, the indexer's (replicated) and the output projection, in FP8
-    blocks like the measured module (``gemm_type fp8_block``)."""
+    per GPU): the MLA projections, the indexer's (replicated) and the output projection. They are
+    priced in the module table's projection format (:func:`module_table`)."""
     hidden, q_lora, kv_lora, nope, rope, v = 6144, 2048, 512, 192, 64, 256  # zai-org/GLM-5-FP8 config.json
     return [("q_a_proj", q_lora, hidden), ("q_b_proj", heads * (nope + rope), q_lora),
             ("kv_a_proj", kv_lora + rope, hidden), ("kv_b_absorbed", heads * (nope + v), kv_lora),
             ("indexer_q_proj", REFERENCE_HEADS * REFERENCE_DIM, q_lora),
             ("indexer_k_proj", REFERENCE_DIM + REFERENCE_HEADS, hidden), ("o_proj", hidden, heads * v)]
 
-
-MODULE_GEMM_FORMAT = "fp8_block"
 
 
 def _at_batch(row, ctx: np.ndarray) -> np.ndarray:
@@ -276,16 +274,15 @@ def indexer_prefill_s(pairs, heads: int = REFERENCE_HEADS, dim: int = REFERENCE_
     return np.where(np.asarray(pairs) > 0, t * scale, 0.0)
 
 
-def gpu_scales(gpu) -> tuple[float, float]:
-    """(decode, prefill) multipliers of the B200 measurements for ``gpu``: memory bandwidth and
-    dense FP8 FLOP/s ratios [INFERRED]."""
+def prefill_scale(gpu) -> float:
+    """Multiplier of the B200 indexer kernels' prefill time for ``gpu``: the dense FP8 FLOP/s ratio
+    [INFERRED: no other GPU was measured]."""
     from simcluster.catalog.gpus import get_gpu
 
     ref = get_gpu(REFERENCE_GPU)
-    dec = ref.mem_bw_Bps / gpu.mem_bw_Bps
     f_ref = ref.flops_per_s.get("fp8") or ref.flops_per_s.get("bf16")
     f_gpu = gpu.flops_per_s.get("fp8") or gpu.flops_per_s.get("bf16")
-    return float(dec), float(f_ref / f_gpu)
+    return float(f_ref / f_gpu)
 
 
 def main(argv: list[str] | None = None) -> int:
