@@ -23,6 +23,7 @@ SPECS = [
     ("deepseek-r1, GB200, Helix kvp=32,ep=32",
      ("gb200", "deepseek-r1", "fp4", "fp4", "bf16", "kvp=32,tpa=1,ep=32,tpf=1")),
     ("llama-3.1-405b, GB200, Helix kvp=8,tpa=8", ("gb200", "llama-3.1-405b", "fp4", "fp4", "bf16", "kvp=8,tpa=8")),
+    ("glm-5 (sparse attention), B200, tp=8", ("b200_sxm", "glm-5", "fp8_block", "fp8", "bf16", "tp=8")),
 ]
 
 
