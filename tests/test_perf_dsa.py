@@ -223,3 +223,23 @@ def test_hf_config_reads_the_indexer(tmp_path):
     m = load_hf_config(p)
     assert (m.index_topk, m.index_n_heads, m.index_head_dim) == (2048, 32, 128)
     assert m.param_counts()["total"] == get_model("glm-5").param_counts()["total"]
+
+
+def test_sparse_attention_without_mla_is_a_user_error(tmp_path, capsys):
+    """The indexer prices the top-k of an MLA latent cache; a config that asks for it on GQA attention
+    (or without index heads) is refused with the file named, exit status 2 from the CLI."""
+    from simcluster.cli.main import main
+
+    cfg = {"num_hidden_layers": 2, "hidden_size": 1024, "num_attention_heads": 8, "num_key_value_heads": 2,
+           "intermediate_size": 4096, "vocab_size": 32000, "index_topk": 2048, "index_n_heads": 8,
+           "index_head_dim": 64}
+    p = tmp_path / "config.json"
+    p.write_text(json.dumps(cfg))
+    from simcluster.errors import UserError
+
+    with pytest.raises(UserError, match="sparse attention"):
+        load_hf_config(p)
+    capsys.readouterr()
+    assert main(["cost", "--model", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert str(p) in err and "index_topk" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

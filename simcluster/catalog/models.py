@@ -65,6 +65,9 @@ class ModelSpec:
     source: str = ""
 
     def __post_init__(self) -> None:
+        if self.index_topk and (self.attention != "mla" or self.index_n_heads <= 0 or self.index_head_dim <= 0):
+            raise UserError(f"DeepSeek sparse attention (index_topk {self.index_topk}) needs MLA attention "
+                            "(kv_lora_rank) and positive index_n_heads and index_head_dim", where=f"model {self.name}")
         if self.linear_attention_layers and self.linear_attention_layers != self.sliding_window_layers:
             raise UserError(f"{self.name}: linear_attention_layers ({self.linear_attention_layers}) must be the "
                             f"windowed layers ({self.sliding_window_layers}): linear layers are priced as windows",
@@ -427,7 +430,10 @@ def model_from_hf_config(cfg: dict, *, name: str, path: str = "config.json") -> 
         state = lin["linear_num_value_heads"] * lin["linear_key_head_dim"] * lin["linear_value_head_dim"] * 4
         per_token = 2 * (kv_heads or heads) * head_dim * 2
         kw.update(sliding_window=max(1, -(-state // per_token)), sliding_window_layers=n_lin, **lin)
-    return ModelSpec(**kw)
+    try:
+        return ModelSpec(**kw)
+    except UserError as exc:  # a rule across the config's own fields: name the file
+        raise UserError(exc.message, where=str(path)) from None
 
 
 def load_hf_config(path: str | Path) -> ModelSpec:
