@@ -87,6 +87,11 @@ def test_vllm_is_priced_from_the_same_gpus_sglang_module():
                     & (floors.heads == 16)].groupby(["system", "framework"]).latency_s.median()
     for system in ("b200_sxm", "gb200", "h200_sxm"):
         assert floors[(system, "vllm")] > 1.8 * floors[(system, "sglang")]
+    # the breakdown names the table that priced the core
+    cost = _framework_cost("h200_sxm", "vllm", get_model("glm-5"), "fp8")
+    rep = cost.describe(BatchShape(decode_seqs=8, decode_context_tokens=8 * 4000))
+    core = next(o for o in rep["layers"][0]["ops"] if o["name"] == "attention_decode")
+    assert core["source"] == "module h200_sxm/sglang"
     # a GPU without tables takes B200 SGLang's, scaled by memory bandwidth
     src = dsa.module_source("rtx_pro_6000_server", "vllm")
     assert src[:2] == ("b200_sxm", "sglang")

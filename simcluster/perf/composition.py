@@ -702,6 +702,8 @@ class Composer:
                 self._reset_provenance()
                 dec = self.attention_decode(np.array([float(sp.decode_seqs)]), np.array([c]))
                 src["attention_decode"] = self._provenance()
+                if self._dsa_module is not None:  # the measured DSA module prices it (perf/dsa.py)
+                    src["attention_decode"] = "module {}/{}".format(*self._dsa_module[:2])
             if sp.prefill_seqs:
                 self._reset_provenance()
                 pre = self.attention_prefill(sp.prefill_seqs, sp.prefill_tokens, sp.prefill_past, sp.prefill_pairs,
