@@ -62,6 +62,10 @@ class ModelSpec:
     index_topk: int = 0
     index_n_heads: int = 0
     index_head_dim: int = 0
+    # RMSNorm of the queries and keys over all heads of a layer at once ("layer": MiniMax-M2's
+    # ``qk_norm_type: per_layer``): under tensor parallelism each rank holds some heads, so the
+    # variance is all-reduced over the TP group every layer (vLLM MiniMaxText01RMSNormTP.forward_qk)
+    qk_norm: str = ""
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -273,9 +277,10 @@ MODELS: dict[str, ModelSpec] = {
             name="minimax-m2", num_layers=62, hidden_size=3072, num_attention_heads=48,
             num_kv_heads=8, head_dim=128, intermediate_size=1536, vocab_size=200064,
             num_experts=256, num_experts_per_token=8, moe_intermediate_size=1536,
-            max_context=196608,
+            max_context=196608, qk_norm="layer",
             source="MiniMaxAI/MiniMax-M2 config.json (MiniMaxM2ForCausalLM; M2.5 shares the architecture): "
-            "62 full-attention layers, GQA 48/8, head_dim 128, 256 experts top-8, no shared expert",
+            "62 full-attention layers, GQA 48/8, head_dim 128, 256 experts top-8, no shared expert, "
+            "use_qk_norm with qk_norm_type per_layer",
         ),
         _spec(
             name="gpt-oss-20b", num_layers=24, hidden_size=2880, num_attention_heads=64,
@@ -386,6 +391,8 @@ def model_from_hf_config(cfg: dict, *, name: str, path: str = "config.json") -> 
             qk_rope_head_dim=_req_int(cfg, ("qk_rope_head_dim",), path),
             v_head_dim=_req_int(cfg, ("v_head_dim",), path),
         )
+    if cfg.get("use_qk_norm") and str(cfg.get("qk_norm_type", "")).lower() == "per_layer":
+        kw.update(qk_norm="layer")
     if cfg.get("index_topk"):
         kw.update(
             index_topk=_req_int(cfg, ("index_topk",), path),

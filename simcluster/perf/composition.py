@@ -360,6 +360,14 @@ class Composer:
             ops.append(self._gemm("qkv_proj", "attention", "layer", "attn", n_full,
                                   int((gate * self.q_loc + 2 * self.kvh_loc) * self.hd), H, wa,
                                   kind="full" if self.n_linear else None))
+        if m.qk_norm == "layer":  # RMSNorm of q and k over the whole layer: fp32 variance, TP-global
+            n_full = L - self.n_linear
+            qk_w = (self.q_loc + self.kvh_loc) * self.hd
+            ops.append(self._elementwise("qk_norm", "attention", "layer", "attn", n_full,
+                                         lambda x: x * qk_w * b_a * NORM_BYTES_PER_ELEMENT_PASSES))
+            if lay.tpa > 1:  # one all-reduce of the q and k sums of squares (fp32) per token
+                ops.append(self._collective("qk_norm_all_reduce", "attention", "layer", "attn", n_full, "all_reduce",
+                                            lay.tpa, lay.tpa, lambda x: x * 2 * 4.0))
         if self.n_linear:  # Gated DeltaNet: q, k, v, z and the per-head b, a, heads split over the TP group
             nk = ceil_div(m.linear_num_key_heads, lay.tpa)
             nv = ceil_div(m.linear_num_value_heads, lay.tpa)
