@@ -23,7 +23,7 @@ from simcluster.validate.simulate import Simulator
 from conftest import shared_path
 
 # Recorded on the subset below with the shipped profiles (see docs/validation.md, "CI gate").
-RECORDED = {"ttft_mape_pct": 40.0, "tpot_mape_pct": 19.8, "coverage": 0.98}
+RECORDED = {"ttft_mape_pct": 40.1, "tpot_mape_pct": 19.5, "coverage": 0.98}
 MARGIN_PCT = 5.0  # absolute percentage points of MAPE tolerated above the record
 PER_GROUP = 3
 
@@ -65,7 +65,7 @@ def test_error_on_held_out_measured_deployments_does_not_regress():
 
 @pytest.mark.slow
 def test_the_whole_dev_file_meets_its_documented_figures():
-    # docs/validation.md: all rows TTFT MAPE 36.2 %, TPOT 16.8 %, coverage 97.0 % (about 150 s on two cores)
+    # docs/validation.md: all rows TTFT MAPE 36.2 %, TPOT 16.6 %, coverage 97.0 % (about 150 s on two cores)
     from simcluster.validate.report import build_report
     from simcluster.validate.runner import default_workers
 
@@ -73,4 +73,4 @@ def test_the_whole_dev_file_meets_its_documented_figures():
     rep = build_report(validate_rows(rows, workers=default_workers()))["calibrated_systems"]
     assert rep["coverage_pct"] >= 90.0
     assert rep["ttft_mape_pct"] <= 36.2 + MARGIN_PCT
-    assert rep["tpot_mape_pct"] <= 16.8 + MARGIN_PCT
+    assert rep["tpot_mape_pct"] <= 16.6 + MARGIN_PCT
