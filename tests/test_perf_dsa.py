@@ -12,6 +12,7 @@ import pytest
 from simcluster.catalog.gpus import get_gpu
 from simcluster.catalog.models import get_model, load_hf_config
 from simcluster.perf import dsa
+from simcluster.perf.calibration.load import version_order
 from simcluster.perf.composition import Composer
 from simcluster.perf.interface import BatchShape
 from simcluster.perf.step_cost import CostSpec, build_step_cost
@@ -44,7 +45,7 @@ def _deepseek_v32_ratios(system: str, fw: str, kv: str, model) -> list[float]:
     from conftest import shared_path
 
     folder = shared_path(*MODULE.format(system=system, fw=fw).split("/"))
-    newest = sorted(folder.glob("*/dsa_generation_module_perf.parquet"), key=lambda f: dsa._version_key(f.parent.name))
+    newest = sorted(folder.glob("*/dsa_generation_module_perf.parquet"), key=lambda f: version_order(f.parent.name))
     d = pd.read_parquet(newest[-1])
     d = d[(d.model == "deepseek-ai/DeepSeek-V3.2") & (d.op_name == "dsa_generation_module") & (d.num_heads == 16)
           & (d.gemm_type == "fp8_block") & (d.kv_cache_dtype == ("fp8" if kv == "fp8" else "bfloat16"))]

@@ -73,9 +73,9 @@ class ModelSpec:
             raise UserError(f"DeepSeek sparse attention (index_topk {self.index_topk}) needs MLA attention "
                             "(kv_lora_rank) and positive index_n_heads and index_head_dim", where=f"model {self.name}")
         if self.linear_attention_layers and self.linear_attention_layers != self.sliding_window_layers:
-            raise UserError(f"{self.name}: linear_attention_layers ({self.linear_attention_layers}) must be the "
-                            f"windowed layers ({self.sliding_window_layers}): linear layers are priced as windows",
-                            where="model")
+            raise UserError(f"linear_attention_layers ({self.linear_attention_layers}) must be the windowed layers "
+                            f"({self.sliding_window_layers}): linear layers are priced as windows",
+                            where=f"model {self.name}")
 
     # ---------------------------------------------------------------- structure
     @property

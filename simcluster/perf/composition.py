@@ -20,7 +20,7 @@ GPU; StepTime totals multiply by the GPUs of a stage. See ``docs/perf.md`` for e
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -326,6 +326,8 @@ class Composer:
         wa = attention_weight_format(m, wf)  # the attention projections' format
         ops: list[Op] = []
         L, nd, nm, nl, N = self.L, self.n_dense, self.n_moe, self.nl, self.N
+        n_full = L - self.n_linear  # full-attention layers (a hybrid's linear layers have their own ops)
+        full_kind = "full" if self.n_linear else None
         V = m.vocab_size
 
         # ---- attention side: x = tokens on one attention replica
@@ -355,19 +357,18 @@ class Composer:
                 ops.append(self._gemm("indexer_k_proj", "attention", "layer", "attn", L,
                                       m.index_head_dim + m.index_n_heads, H, wa))
         else:
-            n_full = L - self.n_linear
             gate = 2 if m.attn_output_gate else 1  # the query projection also yields the output gate
             ops.append(self._gemm("qkv_proj", "attention", "layer", "attn", n_full,
-                                  int((gate * self.q_loc + 2 * self.kvh_loc) * self.hd), H, wa,
-                                  kind="full" if self.n_linear else None))
+                                  int((gate * self.q_loc + 2 * self.kvh_loc) * self.hd), H, wa, kind=full_kind))
         if m.qk_norm == "layer":  # RMSNorm of q and k over the whole layer: fp32 variance, TP-global
-            n_full = L - self.n_linear
             qk_w = (self.q_loc + self.kvh_loc) * self.hd
-            ops.append(self._elementwise("qk_norm", "attention", "layer", "attn", n_full,
-                                         lambda x: x * qk_w * b_a * NORM_BYTES_PER_ELEMENT_PASSES))
+            norm = self._elementwise("qk_norm", "attention", "layer", "attn", n_full,
+                                     lambda x: x * qk_w * b_a * NORM_BYTES_PER_ELEMENT_PASSES)
+            ops.append(replace(norm, kind=full_kind))
             if lay.tpa > 1:  # one all-reduce of the q and k sums of squares (fp32) per token
-                ops.append(self._collective("qk_norm_all_reduce", "attention", "layer", "attn", n_full, "all_reduce",
-                                            lay.tpa, lay.tpa, lambda x: x * 2 * 4.0))
+                ar = self._collective("qk_norm_all_reduce", "attention", "layer", "attn", n_full, "all_reduce",
+                                      lay.tpa, lay.tpa, lambda x: x * 2 * 4.0)
+                ops.append(replace(ar, kind=full_kind))
         if self.n_linear:  # Gated DeltaNet: q, k, v, z and the per-head b, a, heads split over the TP group
             nk = ceil_div(m.linear_num_key_heads, lay.tpa)
             nv = ceil_div(m.linear_num_value_heads, lay.tpa)
@@ -379,8 +380,8 @@ class Composer:
             ops.append(self._collective("kvp_all_gather", "attention", "layer", "attn", L, "all_gather",
                                         lay.kvp, lay.kvp * lay.tpa, lambda x: lay.kvp * x * per_token))
         if self.n_linear:
-            ops.append(self._gemm("o_proj", "attention", "layer", "attn", L - self.n_linear, H,
-                                  self.out_dim // lay.tpo, wa, kind="full"))
+            ops.append(self._gemm("o_proj", "attention", "layer", "attn", n_full, H,
+                                  self.out_dim // lay.tpo, wa, kind=full_kind))
             ops.append(self._gemm("linear_out_proj", "attention", "layer", "attn", self.n_linear, H,
                                   m.linear_num_value_heads * m.linear_value_head_dim // lay.tpo, wa, kind="linear"))
         else:
@@ -558,8 +559,7 @@ class Composer:
                                  float(self.q_loc))
         gemm, h = table[2], table[3]
         x = np.asarray(batch, dtype=float)
-        proj = sum(self._call("gemm", x, n, k, _GEMM_FORMAT_OF_TABLE.get(gemm, gemm))
-                   for _, n, k in dsa.module_projections(h))
+        proj = sum(self._call("gemm", x, n, k, gemm) for _, n, k in dsa.module_projections(h))
         module = dsa.module_decode_s(table, batch, ctx_gpu)
         return np.maximum((module - proj) * scale, core_s), r, f
 
@@ -819,10 +819,6 @@ class Composer:
                 "ops": layer_recs,
             })
         return out
-
-
-# the module tables' projection formats as the GEMM tables name them
-_GEMM_FORMAT_OF_TABLE = {"bfloat16": "bf16"}
 
 
 def _op_record(name, phase, per, count, ev: OpEval, category, detail) -> dict:

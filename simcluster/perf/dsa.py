@@ -8,7 +8,7 @@ two kernels whose work grows with the whole context, and saves attention reads b
 ``index_topk`` tokens.
 
 Measurements: NVIDIA aiconfigurator systems data (Apache-2.0), condensed by :func:`build_table`
-(``python -m simcluster.perf.dsa ROOT``) into ``simcluster/data/calibration/dsa_module_decode.parquet``
+(``python -m simcluster.perf.dsa ROOT [-o DIR]``) into ``simcluster/data/calibration/dsa_module_decode.parquet``
 and ``dsa_indexer.json``:
 
 * **decode** — ``<system>/sparse_attention/<framework>/<version>/dsa_generation_module_perf`` (the
@@ -82,13 +82,13 @@ def _module_rows(root: Path):
     """GLM-5's decode attention module, every system and framework measured (newest version each)."""
     import pandas as pd
 
-    from simcluster.perf.calibration.load import SYSTEMS
+    from simcluster.perf.calibration.load import SYSTEMS, version_order
 
     out = []
     for system in SYSTEMS:
         base = root / system / "sparse_attention"
         for fw in ("vllm", "sglang", "trtllm"):
-            files = sorted((base / fw).glob(f"*/{MODULE_TABLE}"), key=lambda f: _version_key(f.parent.name))
+            files = sorted((base / fw).glob(f"*/{MODULE_TABLE}"), key=lambda f: version_order(f.parent.name))
             if not files:
                 continue
             f = files[-1]
@@ -100,25 +100,28 @@ def _module_rows(root: Path):
                 continue
             d = d.assign(kv=np.where(d["kv_cache_dtype"].astype(str).str.startswith("fp8"), "fp8", "bf16"),
                          ctx=d["step"] + d["isl"])
-            for (gemm, kv), g in d.groupby(["gemm_type", "kv"]):
+            # projection formats under the names the GEMM tables answer to (bfloat16 -> bf16)
+            d = d.assign(gemm=d["gemm_type"].astype(str).replace({"bfloat16": "bf16"}))
+            for (gemm, kv), g in d.groupby(["gemm", "kv"]):
                 pref = next(m for m in MODULE_MODELS if (g["model"] == m).any())
                 g = g[g["model"] == pref]
                 counts = g["kernel_source"].value_counts()
                 kernel = sorted(counts.index, key=lambda k: (-counts[k], k))[0]
                 g = g[g["kernel_source"] == kernel]
                 g = g.groupby(["num_heads", "batch_size", "ctx"])["latency"].median().reset_index()
-                g = g.assign(system=system, framework=fw, version=f.parent.name, gemm=str(gemm), kv=kv,
+                g = g.assign(system=system, framework=fw, version=f.parent.name, gemm=gemm, kv=kv,
                              kernel=kernel, model=pref)
                 out.append(g)
+    if not out:
+        from simcluster.errors import UserError
+
+        raise UserError(f"no {MODULE_TABLE} of GLM-5 under <system>/sparse_attention/<framework>/<version>/",
+                        where=str(root))
     df = pd.concat(out, ignore_index=True)
     df["latency_s"] = (df.pop("latency") / 1e3).astype("float32")  # the tables hold milliseconds
     df = df.rename(columns={"num_heads": "heads", "batch_size": "batch"})
     cols = ["system", "framework", "version", "gemm", "kv", "kernel", "model", "heads", "batch", "ctx", "latency_s"]
     return df[cols].sort_values(cols[:-1]).reset_index(drop=True)
-
-
-def _version_key(v: str):
-    return tuple(int(x) if x.isdigit() else x for x in re.split(r"[.\-]|(?<=\d)(?=[a-z])|(?<=[a-z])(?=\d)", v) if x)
 
 
 def build_table(root: str | Path):
@@ -182,6 +185,7 @@ def module_source(system: str, framework: str) -> tuple[str, str, float]:
     on its times: the pair itself (vLLM: see :data:`MODULE_FRAMEWORK_PREFERENCE`), else the same GPU
     under another framework, else B200 SGLang's scaled by memory bandwidth [INFERRED]."""
     from simcluster.catalog.gpus import get_gpu
+    from simcluster.errors import UserError
 
     have = set(map(tuple, _modules()[["system", "framework"]].drop_duplicates().to_numpy()))
     for fw in MODULE_FRAMEWORK_PREFERENCE.get(framework, (framework,)) + ("sglang", "trtllm", "vllm"):
@@ -190,7 +194,7 @@ def module_source(system: str, framework: str) -> tuple[str, str, float]:
     ref = get_gpu(FALLBACK[0])
     try:
         bw = get_gpu(system).mem_bw_Bps
-    except Exception:  # a GPU outside the catalog: no scaling
+    except UserError:  # a GPU outside the catalog: no scaling
         bw = ref.mem_bw_Bps
     return FALLBACK[0], FALLBACK[1], float(ref.mem_bw_Bps / bw)
 
@@ -207,8 +211,7 @@ def module_table(system: str, framework: str, gemm: str, kv: str, heads: float):
     d = d[(d["system"] == system) & (d["framework"] == framework)]
     kv = "fp8" if str(kv).startswith("fp8") else "bf16"
     d = d[d["kv"] == (kv if (d["kv"] == kv).any() else sorted(set(d["kv"]))[-1])]
-    want = {"bf16": "bfloat16"}.get(gemm, gemm)
-    g_used = next((g for g in (want, "fp8_block", "bfloat16") if (d["gemm"] == g).any()), str(d["gemm"].iloc[0]))
+    g_used = next((g for g in (gemm, "fp8_block", "bf16") if (d["gemm"] == g).any()), str(d["gemm"].iloc[0]))
     d = d[d["gemm"] == g_used]
     h = int(min((int(k) for k in d["heads"].unique()),
                 key=lambda k: (abs(math.log(k / max(heads, 1e-9))), k)))
@@ -232,7 +235,6 @@ def module_projections(heads: int) -> list[tuple[str, int, int]]:
             ("kv_a_proj", kv_lora + rope, hidden), ("kv_b_absorbed", heads * (nope + v), kv_lora),
             ("indexer_q_proj", REFERENCE_HEADS * REFERENCE_DIM, q_lora),
             ("indexer_k_proj", REFERENCE_DIM + REFERENCE_HEADS, hidden), ("o_proj", hidden, heads * v)]
-
 
 
 def _at_batch(row, ctx: np.ndarray) -> np.ndarray:
@@ -287,18 +289,28 @@ def prefill_scale(gpu) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
+    import sys
 
-    ap = argparse.ArgumentParser(description="Condense the collector's DSA indexer tables (B200) into the shipped "
-                                             "artefact.")
+    from simcluster.errors import UserError
+
+    ap = argparse.ArgumentParser(description="Condense the collectors' DeepSeek-sparse-attention tables into the "
+                                             "shipped artefacts (dsa_module_decode.parquet, dsa_indexer.json).")
     ap.add_argument("root", help="aiconfigurator systems/data folder (e.g. ../shared/calibration/aiconfigurator/"
                                  "systems/data)")
-    ap.add_argument("-o", "--output", default=str(DATA))
+    ap.add_argument("-o", "--out", default=str(DATA_DIR), help="output folder [default: the package's]")
     a = ap.parse_args(argv)
-    modules, out = build_table(a.root)
-    modules.to_parquet(MODULE_DATA, index=False, compression="zstd")
-    Path(a.output).write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {MODULE_DATA}: {len(modules)} decode module points from {len(out['decode_module']['tables'])} "
-          f"tables; {a.output}: prefill {out['prefill']['seconds_per_pair'] * 1e12:.3f} ps per pair")
+    try:
+        modules, meta = build_table(a.root)
+    except UserError as exc:
+        print(f"simcluster.perf.dsa: error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    modules.to_parquet(out / MODULE_DATA.name, index=False, compression="zstd")
+    (out / DATA.name).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {out / MODULE_DATA.name}: {len(modules)} decode module points from "
+          f"{len(meta['decode_module']['tables'])} tables; {out / DATA.name}: prefill "
+          f"{meta['prefill']['seconds_per_pair'] * 1e12:.3f} ps per pair")
     return 0
 
 
