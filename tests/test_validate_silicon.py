@@ -176,3 +176,65 @@ def test_a_small_file_validates_end_to_end_with_predictions_and_json(tmp_path, c
     assert pred[0]["status"] == "simulated" and float(pred[0]["predicted_ttft_ms"]) > 0
     assert float(pred[0]["predicted_tpot_ms"]) > 0
     assert pred[1]["status"] == "not_simulated" and "unknown model" in pred[1]["reason"]
+
+
+def test_the_report_groups_rows_by_harness_and_concurrency_band_and_each_grouping_covers_every_row(tmp_path, capsys):
+    recs = [_agg(id="a", batch_size=4, osl=32),
+            _agg(id="b", batch_size=5, osl=32, silicon_data_source="db-dump/2026-04-27; config_id=1"),
+            _agg(id="c", batch_size=300, osl=16),
+            _agg(id="d", model_path="acme/NotAModel-7B", batch_size=64)]
+    f = _write(tmp_path / "s.csv", recs)
+    assert main(["validate", "silicon", str(f), "--json", "--workers", "1"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    # band edges are inclusive at 4, 16, 64, 256; the unmapped row keeps its band from the batch column
+    assert list(rep["by_concurrency"]) == ["1-4", "5-16", "17-64", "257+"]
+    assert {k: v["rows"] for k, v in rep["by_concurrency"].items()} == {"1-4": 1, "5-16": 1, "17-64": 1, "257+": 1}
+    assert rep["by_concurrency"]["17-64"]["simulated"] == 0
+    assert rep["by_harness"]["inferencex"]["rows"] == 1 and rep["by_harness"]["unknown"]["rows"] == 3
+    for group in ("system", "backend", "model", "mode", "harness", "concurrency"):
+        entries = rep[f"by_{group}"].values()
+        assert sum(e["rows"] for e in entries) == rep["overall"]["rows"], group
+        assert sum(e["simulated"] for e in entries) == rep["overall"]["simulated"], group
+    assert main(["validate", "silicon", str(f), "--workers", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "by concurrency" in text and text.index("\n5-16 ") < text.index("\n17-64 ") < text.index("\n257+ ")
+
+
+def test_a_rows_timeline_is_its_closed_loop_and_its_weighted_means_are_the_prediction(tmp_path, capsys):
+    from simcluster.validate.simulate import Simulator
+
+    f = _write(tmp_path / "s.csv", [_agg(id="a", batch_size=6, isl=512, osl=24),
+                                    _agg(id="b", batch_size=3, osl=8)])
+    assert main(["validate", "silicon", str(f), "--timeline", "2"]) == 0
+    cap = capsys.readouterr()
+    reqs = list(csv.DictReader(cap.out.splitlines()))
+    sim = Simulator()
+    rows, _ = read_silicon_csv(f)
+    setup = map_row(rows[0])
+    assert len(reqs) == sim.n_requests(6) and all(r["status"] == "completed" for r in reqs)
+    arrival = sorted(float(r["arrival_s"]) for r in reqs)
+    finish = sorted(float(r["finish_s"]) for r in reqs)
+    # closed loop of 6 clients: 6 requests at t = 0, every later one sent when an earlier one finished
+    assert arrival[:6] == [0.0] * 6
+    assert arrival[6:] == pytest.approx(finish[:len(reqs) - 6], abs=1e-5)
+    assert {r["part"] for r in reqs[:6]} == {"start-up"} and "steady" in {r["part"] for r in reqs}
+    assert all(int(r["input_tokens"]) == 512 and int(r["output_tokens"]) == 24 for r in reqs)
+    pred = sim.run(setup)
+    w = [float(r["weight"]) for r in reqs]
+    ttft = sum(wi * float(r["ttft_ms"]) for wi, r in zip(w, reqs)) / sum(w)
+    tpot = sum(wi * float(r["tpot_ms"]) for wi, r in zip(w, reqs)) / sum(w)
+    assert ttft == pytest.approx(pred.ttft_ms, rel=1e-5) and tpot == pytest.approx(pred.tpot_ms, rel=1e-5)
+    # the benchmark's weights: start-up wave 1 each, the steady state 8 C and the drain C in total
+    parts = {p: sum(wi for wi, r in zip(w, reqs) if r["part"] == p) for p in ("start-up", "steady", "drain")}
+    assert parts == pytest.approx({"start-up": 6, "steady": 8 * 6, "drain": 6})
+    assert f"{f}:2:" in cap.err and "measured 50.0 / 8.00 ms" in cap.err
+
+
+def test_a_timeline_of_a_missing_or_unmapped_line_exits_2_naming_it(tmp_path, capsys):
+    f = _write(tmp_path / "s.csv", [_agg(id="a"), _agg(id="b", model_path="acme/NotAModel-7B")])
+    assert main(["validate", "silicon", str(f), "--timeline", "9"]) == 2
+    err = capsys.readouterr().err
+    assert "no row on line 9" in err and "Traceback" not in err
+    assert main(["validate", "silicon", str(f), "--timeline", "3"]) == 2
+    err = capsys.readouterr().err
+    assert f"{f}:3: not simulated" in err and "unknown model" in err

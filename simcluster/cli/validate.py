@@ -3,7 +3,8 @@
 ``simcluster validate silicon FILE.csv -o PRED.csv`` reads a file in the ``silicon_sample`` format
 (aiconfigurator's; e.g. ``../shared/validation/silicon_sample_dev.csv``), simulates every row it can,
 writes the predictions next to the measurements (or the reason a row was not simulated), and prints
-the MAPE of TTFT and TPOT per system, framework, model and mode. See ``docs/validation.md``.
+the MAPE of TTFT and TPOT per system, framework, model, mode, harness and concurrency band. See
+``docs/validation.md``.
 """
 
 from __future__ import annotations
@@ -36,8 +37,12 @@ def validate() -> None:
                    "1 : N - 2 : 1).")
 @click.option("--no-scheduler-profile", "no_profile", is_flag=True,
               help="Baseline: GPU work only, no framework scheduler profile.")
+@click.option("--timeline", "timeline_line", type=click.IntRange(min=2), default=None, metavar="LINE",
+              help="Simulate only the row on this line of FILE.csv (the `line` column of -o) and print its "
+                   "simulated requests as CSV instead of the report.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
-def silicon(csv_file, out_csv, as_json, split, workers, limit, waves, prompts_per_client, no_profile, quiet):
+def silicon(csv_file, out_csv, as_json, split, workers, limit, waves, prompts_per_client, no_profile, timeline_line,
+            quiet):
     """Predict TTFT and TPOT for every row of FILE.csv and report the error per group."""
     from simcluster.validate.fit import split_rows, split_description
     from simcluster.validate.report import build_report, format_report, write_predictions
@@ -55,6 +60,9 @@ def silicon(csv_file, out_csv, as_json, split, workers, limit, waves, prompts_pe
         rows = rows[:limit]
     sim = Simulator(benchmark_prompts_per_client=prompts_per_client, simulated_waves=waves,
                     framework_profile=not no_profile)
+    if timeline_line is not None:
+        _timeline(csv_file, rows, timeline_line, sim)
+        return
     progress = None
     if not quiet and sys.stderr.isatty():
         def progress(done, total):
@@ -70,3 +78,48 @@ def silicon(csv_file, out_csv, as_json, split, workers, limit, waves, prompts_pe
         click.echo(format_report(rep, title=title))
         if out_csv:
             click.echo(f"\npredictions: {out_csv}")
+
+
+TIMELINE_COLUMNS = ("request", "status", "part", "weight", "arrival_s", "first_token_s", "finish_s", "input_tokens",
+                    "output_tokens", "ttft_ms", "tpot_ms")
+
+
+def _timeline(csv_file, rows, line: int, sim) -> None:
+    """``--timeline LINE``: one row's simulated requests as CSV on stdout; the prediction on stderr."""
+    import csv
+    import math
+
+    from simcluster.errors import UserError
+    from simcluster.validate.mapping import Unsupported, map_row
+
+    row = next((r for r in rows if r.line == line), None)
+    if row is None:
+        raise UserError(f"{csv_file}: no row on line {line} (data rows are lines 2-{len(rows) + 1}"
+                        + (", after --split/--limit" if rows and rows[-1].line != len(rows) + 1 else "") + ")",
+                        where="--timeline")
+    setup = map_row(row)
+    if isinstance(setup, Unsupported):
+        raise UserError(f"{csv_file}:{line}: not simulated: {setup.reason}", where="--timeline")
+    reqs = sim.timeline(setup)
+    w = csv.DictWriter(sys.stdout, fieldnames=TIMELINE_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in reqs:
+        w.writerow({k: (f"{v:.6f}" if isinstance(v, float) and not math.isnan(v) else ("" if isinstance(v, float)
+                                                                                        else v))
+                    for k, v in r.items()})
+    ttft, tpot = timeline_means(reqs)
+    click.echo(f"{csv_file}:{line}: {len(reqs)} requests simulated; weighted means (the prediction): TTFT "
+               f"{ttft:.1f} ms, TPOT {tpot:.2f} ms; measured {row.ttft_ms:.1f} / {row.tpot_ms:.2f} ms", err=True)
+
+
+def timeline_means(reqs: list[dict]) -> tuple[float, float]:
+    """The prediction from a timeline: weighted mean TTFT, and TPOT over requests with more than one token."""
+    import math
+
+    done = [r for r in reqs if r.get("status") == "completed"]
+    wt = sum(r["weight"] for r in done)
+    multi = [r for r in done if r["output_tokens"] > 1]
+    wm = sum(r["weight"] for r in multi)
+    ttft = sum(r["weight"] * r["ttft_ms"] for r in done) / wt if wt else math.nan
+    tpot = sum(r["weight"] * r["tpot_ms"] for r in multi) / wm if wm else math.nan
+    return ttft, tpot

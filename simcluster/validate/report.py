@@ -1,4 +1,5 @@
-"""Error report of a validation: MAPE of TTFT and TPOT per system, framework, model and mode.
+"""Error report of a validation: MAPE of TTFT and TPOT per system, framework, model, mode, benchmark
+harness and concurrency band.
 
 MAPE = mean over rows of |predicted − measured| / measured, in percent, over the rows that were
 simulated and have a measurement. Coverage = simulated rows / rows. "Calibrated systems" are the
@@ -17,7 +18,10 @@ from simcluster.errors import UserError
 
 CALIBRATED_SYSTEMS = ("h100_sxm", "h200_sxm", "b200_sxm", "gb200", "rtx_pro_6000")
 TARGETS = {"ttft_mape_pct": 10.0, "tpot_mape_pct": 5.0, "coverage_pct": 90.0}
-GROUPS = ("system", "backend", "model", "mode")
+GROUPS = ("system", "backend", "model", "mode", "harness", "concurrency")
+# concurrency bands of the report (clients of the closed loop, upper edges inclusive): where the error
+# of a deployment changes with load (docs/validation.md, "Where the model is weak")
+CONCURRENCY_BANDS = (4, 16, 64, 256)
 
 PRED_COLUMNS = ("predicted_ttft_ms", "predicted_tpot_ms", "ttft_error_pct", "tpot_error_pct", "status", "reason",
                 "sim_layout", "sim_weights", "sim_kv_cache", "sim_concurrency", "sim_prefill_workers",
@@ -47,7 +51,49 @@ def _key(res, group: str) -> str:
         return res.setup.model if res.setup is not None else r.model_path
     if group == "mode":
         return r.mode
+    if group == "harness":
+        from simcluster.validate.recipes import harness_of
+
+        h = res.setup.harness if res.setup is not None else harness_of(r.source)
+        return h or "unknown"
+    if group == "concurrency":
+        return concurrency_band(res.setup.concurrency if res.setup is not None else _stated_concurrency(r))
     raise ValueError(group)
+
+
+def _stated_concurrency(r) -> int:
+    """Concurrency of a row that was not mapped, as its columns state it (the mapping's reading without
+    the export's encodings): batch × attention-DP ranks [× decode workers], else the source's hint."""
+    shape = r.agg if r.mode == "agg" else r.decode
+    if shape is not None and shape.batch_size > 0:
+        n = shape.batch_size * max(shape.attention_dp, 1)
+        if r.mode != "agg":
+            if shape.workers <= 0:
+                return r.concurrency_hint
+            n *= shape.workers
+        return n
+    return r.concurrency_hint
+
+
+def concurrency_band(c: int) -> str:
+    """The report's band of a concurrency: ``1-4``, ``5-16``, ``17-64``, ``65-256``, ``257+`` (``unknown``
+    when the row names none)."""
+    if not c or c <= 0:
+        return "unknown"
+    lo = 1
+    for hi in CONCURRENCY_BANDS:
+        if c <= hi:
+            return f"{lo}-{hi}"
+        lo = hi + 1
+    return f"{lo}+"
+
+
+def _order(group: str, key: str):
+    """Sort key of a group's entries: bands by load, everything else alphabetically."""
+    if group == "concurrency":
+        head = key.split("-")[0].rstrip("+")
+        return (0, int(head), "") if head.isdigit() else (1, 0, key)
+    return (0, 0, key)
 
 
 def _summary(results) -> dict:
@@ -77,7 +123,7 @@ def build_report(results, *, split: dict | None = None) -> dict:
     rep["calibrated_systems"] = _summary(cal)
     rep["targets"] = dict(TARGETS)
     for g in GROUPS:
-        keys = sorted({_key(r, g) for r in results})
+        keys = sorted({_key(r, g) for r in results}, key=lambda k, g=g: _order(g, k))
         rep[f"by_{g}"] = {k: _summary([r for r in results if _key(r, g) == k]) for k in keys}
     reasons: dict[str, int] = {}
     for r in results:

@@ -254,7 +254,7 @@ class Simulator:
         n = min(n, max(self.max_requests, 2 * c + self.min_steady_requests))
         return max(n, 2 * c + self.min_steady_requests)
 
-    def run(self, setup: Setup) -> Prediction:
+    def _simulate(self, setup: Setup):
         from simcluster.sim.engine import Engine
 
         row = setup.row
@@ -275,15 +275,46 @@ class Simulator:
         rec = _MemoryRecorder()
         engine = Engine(sc, workload, plans, rec)
         stats = engine.run()
-        return self._metrics(setup, rec.requests.rows, stats.sim_time_s, pools)
+        return rec.requests.rows, stats.sim_time_s, pools
 
-    def _metrics(self, setup: Setup, rows: list[tuple], sim_time: float, pools) -> Prediction:
+    def run(self, setup: Setup) -> Prediction:
+        rows, sim_time, pools = self._simulate(setup)
+        return self._metrics(setup, rows, sim_time, pools)
+
+    def timeline(self, setup: Setup) -> list[dict]:
+        """The simulated requests of one row as the benchmark's client sees them, in request order:
+        ``request, arrival_s, first_token_s, finish_s, input_tokens, output_tokens, ttft_ms, tpot_ms``
+        (with the framework profile's request overheads, as the prediction takes them), ``part``
+        (``start-up`` wave, ``steady`` state or ``drain``) and ``weight`` (the request's weight in the
+        prediction's means; TPOT skips single-token requests). Requests that did not complete are
+        listed with their status and no times."""
+        rows, _, _ = self._simulate(setup)
+        per = self._per_request(setup, rows)
+        out = []
+        done = {}
+        if per is not None:
+            for i, rid in enumerate(per["rid"]):
+                done[int(rid)] = i
+        for r in sorted(rows, key=lambda x: x[0]):
+            i = done.get(int(r[0]))
+            if i is None:
+                out.append({"request": int(r[0]), "status": r[_I_STATUS]})
+                continue
+            part = "start-up" if per["first_wave"][i] else ("drain" if per["drain"][i] else "steady")
+            out.append({"request": int(r[0]), "status": "completed", "arrival_s": float(per["arrival"][i]),
+                        "first_token_s": float(per["first"][i]), "finish_s": float(per["finish"][i]),
+                        "input_tokens": int(per["n_in"][i]), "output_tokens": int(per["n_out"][i]),
+                        "ttft_ms": float(per["ttft"][i]) * 1e3,
+                        "tpot_ms": float(per["tpot"][i]) * 1e3 if per["n_out"][i] > 1 else math.nan,
+                        "part": part, "weight": float(per["w"][i])})
+        return out
+
+    def _per_request(self, setup: Setup, rows: list[tuple]) -> dict | None:
+        """Per completed request: times as the client sees them, the benchmark's parts and weights."""
         prof = self._profile(setup)
         ok = [r for r in rows if r[_I_STATUS] == "completed"]
-        n_pre = int(pools["prefill"].instances) if "prefill" in pools else 0
-        n_dec = int(pools["decode"].instances) if "decode" in pools else 0
         if not ok:
-            return Prediction(math.nan, math.nan, len(rows), 0, sim_time, n_pre, n_dec, "no request completed")
+            return None
         a = np.array([(r[0], r[_I_ARRIVAL], r[_I_FIRST], r[_I_KV_END], r[_I_FINISH], r[_I_N_OUT], r[2]) for r in ok],
                      dtype=float)
         rid, arrival, first, kv_end, finish, n_out, n_in = a.T
@@ -327,6 +358,20 @@ class Simulator:
             steady = later
             n_steady = int(later.sum())
             w[later] = (prompts - 1) * c / n_steady
+        return {"rid": rid, "arrival": arrival, "first": first_client if self.framework_profile else first,
+                "finish": finish, "n_in": n_in, "n_out": n_out, "steps": steps, "ttft": ttft, "tpot": tpot,
+                "first_wave": first_wave, "steady": steady, "drain": drain & ~steady, "w": w,
+                "n_steady": n_steady}
+
+    def _metrics(self, setup: Setup, rows: list[tuple], sim_time: float, pools) -> Prediction:
+        n_pre = int(pools["prefill"].instances) if "prefill" in pools else 0
+        n_dec = int(pools["decode"].instances) if "decode" in pools else 0
+        per = self._per_request(setup, rows)
+        if per is None:
+            return Prediction(math.nan, math.nan, len(rows), 0, sim_time, n_pre, n_dec, "no request completed")
+        n_ok = len(per["rid"])
+        ttft, tpot, w, steps, n_in, n_out = per["ttft"], per["tpot"], per["w"], per["steps"], per["n_in"], per["n_out"]
+        first_wave, steady, n_steady = per["first_wave"], per["steady"], per["n_steady"]
         multi = n_out > 1
         ttft_ms = float(np.average(ttft, weights=w)) * 1e3
         tpot_ms = float(np.average(tpot[multi], weights=w[multi])) * 1e3 if multi.any() else math.nan
@@ -334,6 +379,6 @@ class Simulator:
         inv_steps = float(np.average(1.0 / steps[multi], weights=w[multi])) if multi.any() else math.nan
         first_ms = float(np.mean(ttft[first_wave])) * 1e3 if first_wave.any() else math.nan
         steady_ms = float(np.mean(ttft[steady])) * 1e3 if n_steady else math.nan
-        return Prediction(ttft_ms, tpot_ms, len(rows), len(ok), sim_time, n_pre, n_dec,
+        return Prediction(ttft_ms, tpot_ms, len(rows), n_ok, sim_time, n_pre, n_dec,
                           input_tokens_mean=in_mean, inv_steps_mean=inv_steps,
                           ttft_first_wave_ms=first_ms, ttft_steady_ms=steady_ms)
