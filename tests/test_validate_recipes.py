@@ -214,3 +214,55 @@ def test_recipe_scheduler_holds_reach_the_simulated_pool():
     assert tp.pools["colocated"].adp_balance is None
     assert scenario_dict(tp, tp.pools)["pools"]["colocated"]["batch_wait"] == {"timeout_iters": 40,
                                                                                "max_tokens_ratio": 0.8}
+
+
+def _gb200_agg_row(tp: int, conc: int, isl: int = 8192, measured: str = "2025-11-17"):
+    rec = dict(backend="trtllm", model_path="deepseek-ai/DeepSeek-R1", system="gb200", precision="fp4", mode="agg",
+               isl=str(isl), osl="1024", gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4", batch_size=str(conc),
+               tp_size=str(tp), pp_size="1", attention_dp_size="1", moe_tp_size=str(tp), moe_ep_size="1",
+               silicon_data_source=f"source_file=2026-04-06.csv; model=DeepSeek-R1; silicon_concurrency={conc}; "
+                                   f"measured={measured}T00:00:00.000Z; wip=False")
+    return parse_row(_agg(**rec), 2, "f.csv")
+
+
+@pytest.mark.parametrize("tp, conc, isl", [(32, 2150, 8192), (48, 2150, 8192), (40, 1075, 8192), (24, 4300, 1024),
+                                           (12, 2252, 1024)])
+def test_an_agg_row_of_a_disaggregated_runs_gpu_count_is_mapped_as_that_run_on_as_many_gpus(tp, conc, isl):
+    from simcluster.perf.layout import Layout
+    from simcluster.validate.recipes import entry_gpus, match_disaggregated_run
+
+    _needs_index()
+    # GB200 DeepSeek-R1 NVFP4 agg rows of "tp N" at concurrencies only disaggregated entries list
+    # (e.g. dsr1-fp4-gb200-dynamo-trt at 2,150 clients, 8k/1k: 6 DEP4 prefill workers + one DEP8
+    # decode worker = 32 GPUs)
+    row = _gb200_agg_row(tp, conc, isl)
+    assert match(row, "deepseek-r1") is None  # no aggregated entry
+    rec = match_disaggregated_run(row, "deepseek-r1")
+    assert rec is not None and rec.prefill_workers * rec.prefill[0] + rec.decode_workers * rec.decode[0] == tp
+    s = map_row(row)
+    assert isinstance(s, Setup) and s.mode == "disaggregated" and s.concurrency == conc
+    gpus = sum(Layout.parse(p.layout).gpus * p.instances for p in s.pools.values())
+    assert gpus == tp  # the same GPUs as the row: nothing invented, nothing lost
+    assert s.notes[0].startswith(f"agg row of {tp} GPUs read as the disaggregated run")
+    assert s.row is row  # the report keeps the row as the file wrote it
+    assert all(entry_gpus(e) > 0 for e in load_index()["entries"] if e["disagg"])
+
+
+def test_an_agg_row_whose_gpu_count_no_disaggregated_entry_has_is_not_read_as_one():
+    from simcluster.validate.recipes import match_disaggregated_run
+
+    _needs_index()
+    row = _gb200_agg_row(20, 2150)  # no GB200 DeepSeek-R1 FP4 8k/1k entry has 20 GPUs
+    assert match_disaggregated_run(row, "deepseek-r1") is None
+    s = map_row(row)
+    assert not isinstance(s, Setup) and "must divide" in s.reason  # stays an (impossible) agg TP 20
+    # an agg row that an aggregated entry describes is never re-read
+    b200 = parse_row(_agg(backend="trtllm", model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm",
+                          precision="fp4", isl="1024", osl="1024", gemm_quant_mode="nvfp4",
+                          moe_quant_mode="nvfp4", batch_size="32", tp_size="8", moe_tp_size="1",
+                          moe_ep_size="8",
+                          silicon_data_source="source_file=2026-03-25.csv; model=DeepSeek-R1; "
+                                              "silicon_concurrency=32; measured=2026-02-06T00:00:00.000Z"),
+                    2, "f.csv")
+    s = map_row(b200)
+    assert isinstance(s, Setup) and s.mode == "colocated"

@@ -44,14 +44,14 @@ Rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from simcluster.catalog.gpus import get_gpu
 from simcluster.catalog.models import ModelSpec, get_model, release_weight_format
 from simcluster.errors import UserError
 from simcluster.perf.framework import FrameworkProfile, default_chunk_budget, get_profile
 from simcluster.perf.layout import Layout
-from simcluster.validate.recipes import HARNESS, Recipe, harness_of, match
+from simcluster.validate.recipes import HARNESS, Recipe, harness_of, match, match_disaggregated_run
 from simcluster.validate.silicon import PoolShape, SiliconRow, ep_squared_encoding
 
 FRAMEWORKS = ("vllm", "sglang", "trtllm")
@@ -187,6 +187,31 @@ def _layout(shape: PoolShape, model: ModelSpec, gpu, role: str, weights: str = "
     return f"tp={tp},dp={dp},ep={ep},tpf={tpf},pp={pp}", 1, notes
 
 
+def _as_disaggregated_run(row: SiliconRow, recipe: Recipe, profiles: dict | None) -> Setup | Unsupported:
+    """An ``agg`` row that is the export's encoding of the disaggregated run ``recipe``
+    (:func:`~simcluster.validate.recipes.match_disaggregated_run`), mapped as that run: the recipe's
+    worker layouts and counts, the row's concurrency."""
+
+    def shape(pool: tuple) -> PoolShape:
+        tp, ep, dp = int(pool[0]), max(int(pool[1]), 1), bool(pool[2])
+        ep = min(ep, tp)
+        return PoolShape(tp=1 if dp else tp, pp=1, attention_dp=tp if dp else 1, moe_tp=max(tp // ep, 1), moe_ep=ep)
+
+    a = row.agg
+    gpus = max(a.tp, 1) * max(a.attention_dp, 1) * max(a.pp, 1)
+    conc = row.concurrency_hint or a.batch_size * max(a.attention_dp, 1)
+    disagg = replace(row, mode="disagg", agg=None, prefill=shape(recipe.prefill), decode=shape(recipe.decode),
+                     concurrency_hint=conc)
+    setup = map_row(disagg, profiles, _recipe=recipe)
+    if isinstance(setup, Unsupported):
+        return Unsupported(row, setup.reason)
+    (ptp, _, pdp), (dtp, _, ddp) = recipe.prefill, recipe.decode
+    note = (f"agg row of {gpus} GPUs read as the disaggregated run of recipe {recipe.key}: "
+            f"{recipe.prefill_workers} prefill worker(s) of {ptp} + {recipe.decode_workers} decode worker(s) of "
+            f"{dtp} GPUs = {gpus} at {conc} clients (the export writes such runs as agg rows with tp = their GPUs)")
+    return replace(setup, row=row, notes=(note,) + setup.notes)
+
+
 def recipe_layout(pool: tuple, model: ModelSpec, framework: str) -> str:
     """A worker's layout from a recipe's (tp, ep, attention DP): the worker has ``tp`` GPUs; with
     attention DP each holds its own attention replica (SGLang / TRT-LLM ``dp-attn``), else attention
@@ -230,9 +255,10 @@ def recipe_budget(framework: str, settings: dict, default_budget: int, concurren
     return int(b), seqs
 
 
-def map_row(row: SiliconRow, profiles: dict | None = None) -> Setup | Unsupported:
+def map_row(row: SiliconRow, profiles: dict | None = None, *, _recipe: Recipe | None = None) -> Setup | Unsupported:
     """The simulated deployment of ``row``, or why it cannot be simulated. ``profiles`` (framework →
-    :class:`~simcluster.perf.framework.FrameworkProfile`) replace the default profiles."""
+    :class:`~simcluster.perf.framework.FrameworkProfile`) replace the default profiles. (``_recipe``:
+    the entry to use instead of matching one, for an agg row read as a disaggregated run.)"""
     if row.backend not in FRAMEWORKS:
         return Unsupported(row, f"unsupported backend {row.backend!r} (known: {', '.join(FRAMEWORKS)})")
     try:
@@ -261,7 +287,11 @@ def map_row(row: SiliconRow, profiles: dict | None = None) -> Setup | Unsupporte
 
     budget = default_chunk_budget(profile, gpu.memory_bytes)
     harness = harness_of(row.source)
-    recipe: Recipe | None = match(row, model.name) if harness else None
+    recipe: Recipe | None = _recipe if _recipe is not None else (match(row, model.name) if harness else None)
+    if recipe is None and harness and row.mode == "agg":
+        run = match_disaggregated_run(row, model.name)
+        if run is not None:
+            return _as_disaggregated_run(row, run, profiles)
     spec_tokens = recipe.mtp_draft_tokens if recipe is not None and recipe.spec == "mtp" else 0
     if recipe is not None:
         notes.append(f"recipe {recipe.key}: " + (f"MTP with {spec_tokens} draft tokens" if spec_tokens else

@@ -301,6 +301,13 @@ def load_index(path: str | None = None) -> dict:
     return _unpack(json.loads(p.read_text()))
 
 
+def entry_gpus(e: dict) -> int:
+    """GPUs of a disaggregated entry: prefill workers × GPUs per worker + decode workers × GPUs per
+    worker (a worker's ``tp`` is its GPU count, with or without attention DP)."""
+    pre, dec = e.get("prefill") or {}, e.get("decode") or {}
+    return int(pre.get("workers", 0)) * int(pre.get("tp", 0)) + int(dec.get("workers", 0)) * int(dec.get("tp", 0))
+
+
 def match(row, model: str) -> Recipe | None:
     """The recipe entry a measured InferenceX row was run with, or None.
 
@@ -309,18 +316,43 @@ def match(row, model: str) -> Recipe | None:
     the row names its container image, entries with that image are preferred; then entries whose
     layout agrees with the row's columns. ``ambiguous`` is set when the survivors disagree on
     speculative decoding (MTP is returned then, see below)."""
+    return _match(row, model, row.mode == "disagg", 0)
+
+
+def match_disaggregated_run(row, model: str) -> Recipe | None:
+    """The disaggregated recipe entry an ``agg`` row of InferenceX really is, or None.
+
+    The export writes some multi-node disaggregated runs as aggregated rows whose ``tp_size`` (and
+    ``moe_tp_size``) is the deployment's total GPU count: GB200 DeepSeek-R1 rows of "tp 12 … 72" with
+    attention DP 1 at concurrencies that only disaggregated entries list (e.g. "tp 32" at 2,150 clients,
+    8k/1k: 6 DEP4 prefill workers + one DEP8 decode worker = 32 GPUs). A row is read that way only when
+    no aggregated entry matches it and a disaggregated entry of its framework, model, precision, GPU
+    and lengths has exactly its GPU count; among those, the entries of its concurrency (else of the
+    nearest one, as :func:`match` does)."""
+    if row.mode != "agg" or row.agg is None:
+        return None
+    gpus = max(row.agg.tp, 1) * max(row.agg.attention_dp, 1) * max(row.agg.pp, 1)
+    if gpus < 2:
+        return None
+    return _match(row, model, True, gpus)
+
+
+def _match(row, model: str, disagg: bool, gpus: int) -> Recipe | None:
     if harness_of(row.source) != "inferencex":
         return None
     prefix = _PREFIX.get(model)
     hw = _HW.get(row.system)
     conc = row.concurrency_hint
+    if not conc and gpus and row.agg is not None and row.agg.batch_size > 0:
+        conc = row.agg.batch_size * max(row.agg.attention_dp, 1)
     if prefix is None or hw is None or conc < 1:
         return None
     fws = _FRAMEWORKS.get(row.backend, ())
-    disagg = row.mode == "disagg"
     same = [e for e in load_index()["entries"]
             if e["prefix"] == prefix and e["hw"] == hw and e["framework"] in fws and e["disagg"] == disagg
             and e["precision"] == row.precision and e["isl"] == row.isl and e["osl"] == row.osl]
+    if gpus:  # an agg row read as a disaggregated run: entries of exactly its GPU count
+        same = [e for e in same if entry_gpus(e) == gpus]
     cands = [e for e in same if conc in e["conc"]]
     nearest = False
     if not cands and same:
@@ -345,7 +377,8 @@ def match(row, model: str) -> Recipe | None:
     if image:
         same = [e for e in cands if e["image"] == image]
         cands = same or cands
-    cands = _by_layout(cands, row) or cands
+    if not gpus:
+        cands = _by_layout(cands, row) or cands
     specs = [e["spec"] for e in cands]
     # The harness runs a deployment with and without MTP under separate recipes, and the export keeps
     # both with the same columns. When the entries in force list the point both ways, the row is
