@@ -44,7 +44,7 @@ def test_bad_layouts_are_user_errors_naming_the_key(text, key):
     ("deepseek-r1", "kvp=8,tpa=2", "MLA latent"),
     ("llama-3.1-405b", "tp=3", "query heads"),
     ("llama-3.1-405b", "tp=8,ep=8", "needs an MoE model"),
-    ("deepseek-r1", "dp=3,ep=3", "256 experts"),
+    ("deepseek-r1", "dp=512,ep=512", "exceeds the model.s 256 experts"),
     ("llama-3.1-8b", "pp=64", "layers"),
     ("qwen3-32b", "tp=8,tpf=8,tpo=8,pp=1", None),
 ])

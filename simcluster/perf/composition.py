@@ -31,6 +31,7 @@ from simcluster.perf import dsa
 from simcluster.perf.collectives import link_for_group
 from simcluster.perf.helix import a2a_send_bytes, exchange_span, hop_b_span
 from simcluster.perf.moe import expected_experts_touched, load_imbalance, resmoe_expert_bytes
+from simcluster.perf.layout import expert_slots
 from simcluster.perf.roofline import (
     RooflineOps,
     attention_decode_counts,
@@ -221,7 +222,8 @@ class Composer:
             self.kv_elems_gpu = 2 * self.kvh_loc * self.hd / lay.kvp
         # MoE
         if m.is_moe:
-            self.e_loc = m.num_experts / lay.ep
+            self.e_loc = m.num_experts / lay.ep  # experts' worth of routed load per GPU (balanced)
+            self.expert_slots = expert_slots(m.num_experts, lay.ep)  # experts stored per GPU
             self.expert_params_gpu = 3.0 * self.H * m.moe_intermediate_size / lay.tpf
             keep = spec.resmoe_keep
             self.expert_bytes_gpu = resmoe_expert_bytes(self.expert_params_gpu, self.b_w, keep, spec.resmoe_index_bits)
@@ -484,8 +486,9 @@ class Composer:
             return OpEval(t, weight_bytes=w, act_bytes=a, flops=f, mem_s=(w + a) / self.roof.mem_Bps,
                           compute_s=f / rate, overhead_s=self.ops_overhead_s if fused else self._overhead("moe_experts"))
 
-        return Op("routed_experts", "moe", "moe", "ffn", "weight", self.n_moe, ev,
-                  f"{self.e_loc:g} experts/GPU, top-{k}, {wf}")
+        held = (f"{self.expert_slots} expert slots/GPU ({E} experts + {self.expert_slots * ep - E} redundant)"
+                if self.expert_slots * ep != E else f"{self.e_loc:g} experts/GPU")
+        return Op("routed_experts", "moe", "moe", "ffn", "weight", self.n_moe, ev, f"{held}, top-{k}, {wf}")
 
     # ------------------------------------------------------------------ side evaluation (tables)
     def side_components(self, side: str, x: np.ndarray) -> np.ndarray:

@@ -187,8 +187,11 @@ class Layout:
         if self.ep > 1:
             if not model.is_moe:
                 raise UserError(f"ep={self.ep} needs an MoE model; {model.name} is dense", where=field)
-            if model.num_experts % self.ep:
-                raise UserError(f"ep={self.ep} must divide the model's {model.num_experts} experts", where=field)
+            if self.ep > model.num_experts:
+                raise UserError(f"ep={self.ep} exceeds the model's {model.num_experts} experts", where=field)
+            # ep that does not divide the experts: ceil(E/ep) expert slots per GPU, the spare ones holding
+            # replicas (redundant experts: SGLang --ep-num-redundant-experts, TRT-LLM's EPLB slots), as
+            # wide-EP deployments run DeepSeek's 256 experts on 24, 48 or 72 GPUs (see expert_slots)
         if model.is_moe and model.moe_intermediate_size % self.tpf:
             raise UserError(
                 f"tpf={self.tpf} must divide the expert FFN width {model.moe_intermediate_size}", where=field)
@@ -204,3 +207,11 @@ class Layout:
                 f"the layout's collective group has {n} GPUs (dp×tpa×kvp) but an NVLink domain holds "
                 f"{domain_size}; allow cross-domain groups to run collectives over the NIC", where=field)
         return self
+
+
+def expert_slots(num_experts: int, ep: int) -> int:
+    """Expert slots per GPU of an ``ep``-way expert-parallel group: ``ceil(E / ep)``. Where ``ep`` does
+    not divide ``E`` the ``ep · slots − E`` spare slots hold replicas of experts (redundant experts);
+    the routed load per GPU is still ``1/ep`` of the layer's under balanced routing."""
+    return -(-int(num_experts) // max(int(ep), 1))
+

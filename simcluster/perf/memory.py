@@ -81,7 +81,7 @@ def memory_plan(spec, gpu_memory_utilization: float = 0.9, activation_reserve_by
             reps = op.count / {"layer": c.L, "dense": c.n_dense, "moe": c.n_moe}[op.per]
             per_layer[op.per] += w * reps
     if m.is_moe:
-        per_layer["moe"] += c.e_loc * c.expert_bytes_gpu + c.barycenter_bytes_gpu
+        per_layer["moe"] += c.expert_slots * c.expert_bytes_gpu + c.barycenter_bytes_gpu
     embedding = lm_head  # vocab-parallel table over one replica, same shape and format as the LM head
     # (DSA models also cache the indexer's FP8 keys and scales, not split over the TP group)
     kv_per_layer = c.kv_elems_gpu * c.b_kv + m.indexer_key_bytes_per_token_per_layer() / lay.kvp
