@@ -30,8 +30,8 @@ from simcluster.catalog.models import ceil_div
 from simcluster.perf import dsa
 from simcluster.perf.collectives import link_for_group
 from simcluster.perf.helix import a2a_send_bytes, exchange_span, hop_b_span
-from simcluster.perf.moe import expected_experts_touched, load_imbalance, resmoe_expert_bytes
 from simcluster.perf.layout import expert_slots
+from simcluster.perf.moe import expected_experts_touched, load_imbalance, resmoe_expert_bytes
 from simcluster.perf.roofline import (
     RooflineOps,
     attention_decode_counts,

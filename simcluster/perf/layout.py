@@ -214,4 +214,3 @@ def expert_slots(num_experts: int, ep: int) -> int:
     not divide ``E`` the ``ep · slots − E`` spare slots hold replicas of experts (redundant experts);
     the routed load per GPU is still ``1/ep`` of the layer's under balanced routing."""
     return -(-int(num_experts) // max(int(ep), 1))
-

@@ -205,7 +205,7 @@ def _as_disaggregated_run(row: SiliconRow, recipe: Recipe, profiles: dict | None
     setup = map_row(disagg, profiles, _recipe=recipe)
     if isinstance(setup, Unsupported):
         return Unsupported(row, setup.reason)
-    (ptp, _, pdp), (dtp, _, ddp) = recipe.prefill, recipe.decode
+    ptp, dtp = recipe.prefill[0], recipe.decode[0]
     note = (f"agg row of {gpus} GPUs read as the disaggregated run of recipe {recipe.key}: "
             f"{recipe.prefill_workers} prefill worker(s) of {ptp} + {recipe.decode_workers} decode worker(s) of "
             f"{dtp} GPUs = {gpus} at {conc} clients (the export writes such runs as agg rows with tp = their GPUs)")
