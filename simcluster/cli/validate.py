@@ -51,6 +51,11 @@ def silicon(csv_file, out_csv, as_json, split, workers, limit, waves, prompts_pe
     from simcluster.validate.simulate import Simulator
 
     rows, columns = read_silicon_csv(csv_file)
+    sim = Simulator(benchmark_prompts_per_client=prompts_per_client, simulated_waves=waves,
+                    framework_profile=not no_profile)
+    if timeline_line is not None:  # one line of the file, whatever --split / --limit would keep
+        _timeline(csv_file, rows, timeline_line, sim)
+        return
     split_info = None
     if split != "all":
         train, test = split_rows(rows)
@@ -58,11 +63,6 @@ def silicon(csv_file, out_csv, as_json, split, workers, limit, waves, prompts_pe
         split_info = {"part": split, **split_description()}
     if limit:
         rows = rows[:limit]
-    sim = Simulator(benchmark_prompts_per_client=prompts_per_client, simulated_waves=waves,
-                    framework_profile=not no_profile)
-    if timeline_line is not None:
-        _timeline(csv_file, rows, timeline_line, sim)
-        return
     progress = None
     if not quiet and sys.stderr.isatty():
         def progress(done, total):
@@ -94,32 +94,17 @@ def _timeline(csv_file, rows, line: int, sim) -> None:
 
     row = next((r for r in rows if r.line == line), None)
     if row is None:
-        raise UserError(f"{csv_file}: no row on line {line} (data rows are lines 2-{len(rows) + 1}"
-                        + (", after --split/--limit" if rows and rows[-1].line != len(rows) + 1 else "") + ")",
+        raise UserError(f"{csv_file}: no row on line {line} (its data rows are lines 2-{len(rows) + 1})",
                         where="--timeline")
     setup = map_row(row)
     if isinstance(setup, Unsupported):
         raise UserError(f"{csv_file}:{line}: not simulated: {setup.reason}", where="--timeline")
-    reqs = sim.timeline(setup)
+    reqs, pred = sim.timeline(setup)
     w = csv.DictWriter(sys.stdout, fieldnames=TIMELINE_COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in reqs:
-        w.writerow({k: (f"{v:.6f}" if isinstance(v, float) and not math.isnan(v) else ("" if isinstance(v, float)
-                                                                                        else v))
+        w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else f"{v:.6f}" if isinstance(v, float) else v)
                     for k, v in r.items()})
-    ttft, tpot = timeline_means(reqs)
     click.echo(f"{csv_file}:{line}: {len(reqs)} requests simulated; weighted means (the prediction): TTFT "
-               f"{ttft:.1f} ms, TPOT {tpot:.2f} ms; measured {row.ttft_ms:.1f} / {row.tpot_ms:.2f} ms", err=True)
-
-
-def timeline_means(reqs: list[dict]) -> tuple[float, float]:
-    """The prediction from a timeline: weighted mean TTFT, and TPOT over requests with more than one token."""
-    import math
-
-    done = [r for r in reqs if r.get("status") == "completed"]
-    wt = sum(r["weight"] for r in done)
-    multi = [r for r in done if r["output_tokens"] > 1]
-    wm = sum(r["weight"] for r in multi)
-    ttft = sum(r["weight"] * r["ttft_ms"] for r in done) / wt if wt else math.nan
-    tpot = sum(r["weight"] * r["tpot_ms"] for r in multi) / wm if wm else math.nan
-    return ttft, tpot
+               f"{pred.ttft_ms:.1f} ms, TPOT {pred.tpot_ms:.2f} ms; measured {row.ttft_ms:.1f} / "
+               f"{row.tpot_ms:.2f} ms", err=True)

@@ -197,9 +197,7 @@ def _as_disaggregated_run(row: SiliconRow, recipe: Recipe, profiles: dict | None
         ep = min(ep, tp)
         return PoolShape(tp=1 if dp else tp, pp=1, attention_dp=tp if dp else 1, moe_tp=max(tp // ep, 1), moe_ep=ep)
 
-    a = row.agg
-    gpus = max(a.tp, 1) * max(a.attention_dp, 1) * max(a.pp, 1)
-    conc = row.concurrency_hint or a.batch_size * max(a.attention_dp, 1)
+    gpus, conc = row.agg.gpus, row.stated_concurrency
     disagg = replace(row, mode="disagg", agg=None, prefill=shape(recipe.prefill), decode=shape(recipe.decode),
                      concurrency_hint=conc)
     setup = map_row(disagg, profiles, _recipe=recipe)
@@ -316,10 +314,7 @@ def map_row(row: SiliconRow, profiles: dict | None = None, *, _recipe: Recipe | 
         err = check(layout, "agg")
         if err:
             return Unsupported(row, err)
-        if shape.batch_size > 0:
-            conc = shape.batch_size * max(shape.attention_dp, 1)
-        else:
-            conc = row.concurrency_hint
+        conc = row.stated_concurrency
         if conc < 1:
             return Unsupported(row, "no concurrency: batch_size is empty and the source names none")
         per = -(-conc // replicas)
@@ -369,10 +364,7 @@ def map_row(row: SiliconRow, profiles: dict | None = None, *, _recipe: Recipe | 
             err = check(lay, role)
             if err:
                 return Unsupported(row, err)
-        if dec.batch_size > 0 and dec.workers > 0:
-            conc = dec.batch_size * max(dec.attention_dp, 1) * dec.workers
-        else:
-            conc = row.concurrency_hint
+        conc = row.stated_concurrency
         if conc < 1:
             return Unsupported(row, "no concurrency: decode batch size and workers are empty and the source names none")
         n_dec = dec.workers * rd if dec.workers > 0 else None

@@ -331,10 +331,9 @@ def match_disaggregated_run(row, model: str) -> Recipe | None:
     nearest one, as :func:`match` does)."""
     if row.mode != "agg" or row.agg is None:
         return None
-    gpus = max(row.agg.tp, 1) * max(row.agg.attention_dp, 1) * max(row.agg.pp, 1)
-    if gpus < 2:
+    if row.agg.gpus < 2:
         return None
-    return _match(row, model, True, gpus)
+    return _match(row, model, True, row.agg.gpus)
 
 
 def _match(row, model: str, disagg: bool, gpus: int) -> Recipe | None:
@@ -342,9 +341,8 @@ def _match(row, model: str, disagg: bool, gpus: int) -> Recipe | None:
         return None
     prefix = _PREFIX.get(model)
     hw = _HW.get(row.system)
-    conc = row.concurrency_hint
-    if not conc and gpus and row.agg is not None and row.agg.batch_size > 0:
-        conc = row.agg.batch_size * max(row.agg.attention_dp, 1)
+    # an agg row read as a disaggregated run may name its clients only in its batch column
+    conc = row.stated_concurrency if gpus else row.concurrency_hint
     if prefix is None or hw is None or conc < 1:
         return None
     fws = _FRAMEWORKS.get(row.backend, ())

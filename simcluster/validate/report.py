@@ -57,22 +57,8 @@ def _key(res, group: str) -> str:
         h = res.setup.harness if res.setup is not None else harness_of(r.source)
         return h or "unknown"
     if group == "concurrency":
-        return concurrency_band(res.setup.concurrency if res.setup is not None else _stated_concurrency(r))
+        return concurrency_band(res.setup.concurrency if res.setup is not None else r.stated_concurrency)
     raise ValueError(group)
-
-
-def _stated_concurrency(r) -> int:
-    """Concurrency of a row that was not mapped, as its columns state it (the mapping's reading without
-    the export's encodings): batch × attention-DP ranks [× decode workers], else the source's hint."""
-    shape = r.agg if r.mode == "agg" else r.decode
-    if shape is not None and shape.batch_size > 0:
-        n = shape.batch_size * max(shape.attention_dp, 1)
-        if r.mode != "agg":
-            if shape.workers <= 0:
-                return r.concurrency_hint
-            n *= shape.workers
-        return n
-    return r.concurrency_hint
 
 
 def concurrency_band(c: int) -> str:

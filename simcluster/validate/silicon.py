@@ -46,6 +46,11 @@ class PoolShape:
     batch_size: int = 0  # per attention-DP rank
     workers: int = 0
 
+    @property
+    def gpus(self) -> int:
+        """GPUs of one worker as written: attention TP × attention-DP ranks × pipeline stages."""
+        return max(self.tp, 1) * max(self.attention_dp, 1) * max(self.pp, 1)
+
 
 def ep_squared_encoding(shape: PoolShape) -> int:
     """k when the columns read ``tp = attention_dp = k``, ``moe_ep = k²``, no expert TP (else 0).
@@ -87,6 +92,21 @@ class SiliconRow:
     @property
     def has_measurement(self) -> bool:
         return not (math.isnan(self.ttft_ms) and math.isnan(self.tpot_ms))
+
+    @property
+    def stated_concurrency(self) -> int:
+        """Clients of the benchmark as the columns state them: ``agg``: batch × attention-DP ranks (the
+        batch is per rank); ``disagg``: decode batch × ranks × decode workers; where those are missing,
+        the source's hint (0 if none)."""
+        if self.mode == "agg":
+            s = self.agg
+            if s is not None and s.batch_size > 0:
+                return s.batch_size * max(s.attention_dp, 1)
+        else:
+            s = self.decode
+            if s is not None and s.batch_size > 0 and s.workers > 0:
+                return s.batch_size * max(s.attention_dp, 1) * s.workers
+        return self.concurrency_hint
 
 
 def _int(value: str, column: str, where: str, *, allow_empty: bool = True) -> int:

@@ -281,14 +281,15 @@ class Simulator:
         rows, sim_time, pools = self._simulate(setup)
         return self._metrics(setup, rows, sim_time, pools)
 
-    def timeline(self, setup: Setup) -> list[dict]:
-        """The simulated requests of one row as the benchmark's client sees them, in request order:
+    def timeline(self, setup: Setup) -> tuple[list[dict], Prediction]:
+        """The simulated requests of one row as the benchmark's client sees them, and the row's
+        prediction from the same run. Requests in request order:
         ``request, arrival_s, first_token_s, finish_s, input_tokens, output_tokens, ttft_ms, tpot_ms``
         (with the framework profile's request overheads, as the prediction takes them), ``part``
         (``start-up`` wave, ``steady`` state or ``drain``) and ``weight`` (the request's weight in the
         prediction's means; TPOT skips single-token requests). Requests that did not complete are
         listed with their status and no times."""
-        rows, _, _ = self._simulate(setup)
+        rows, sim_time, pools = self._simulate(setup)
         per = self._per_request(setup, rows)
         out = []
         done = {}
@@ -307,7 +308,7 @@ class Simulator:
                         "ttft_ms": float(per["ttft"][i]) * 1e3,
                         "tpot_ms": float(per["tpot"][i]) * 1e3 if per["n_out"][i] > 1 else math.nan,
                         "part": part, "weight": float(per["w"][i])})
-        return out
+        return out, self._metrics(setup, rows, sim_time, pools, per)
 
     def _per_request(self, setup: Setup, rows: list[tuple]) -> dict | None:
         """Per completed request: times as the client sees them, the benchmark's parts and weights."""
@@ -363,10 +364,11 @@ class Simulator:
                 "first_wave": first_wave, "steady": steady, "drain": drain & ~steady, "w": w,
                 "n_steady": n_steady}
 
-    def _metrics(self, setup: Setup, rows: list[tuple], sim_time: float, pools) -> Prediction:
+    def _metrics(self, setup: Setup, rows: list[tuple], sim_time: float, pools, per: dict | None = None) -> Prediction:
         n_pre = int(pools["prefill"].instances) if "prefill" in pools else 0
         n_dec = int(pools["decode"].instances) if "decode" in pools else 0
-        per = self._per_request(setup, rows)
+        if per is None:
+            per = self._per_request(setup, rows)
         if per is None:
             return Prediction(math.nan, math.nan, len(rows), 0, sim_time, n_pre, n_dec, "no request completed")
         n_ok = len(per["rid"])
