@@ -129,6 +129,10 @@ class FrameworkProfile:
     max_num_batched_tokens: int = 8192
     chunked_prefill: bool = True
     kv_fraction_of_free: float | None = None  # KV pool = this share of memory left after weights (TRT-LLM)
+    # an explicit memory share (validation: a recipe's launch flag) holds the weights and the KV pool
+    # only, activations and CUDA graphs live outside it (SGLang --mem-fraction-static); else the share
+    # also holds them (vLLM --gpu-memory-utilization)
+    memory_fraction_static: bool = False
     custom_all_reduce: bool = True  # TP all-reduces inside a node use the framework's one-shot kernel
     custom_all_reduce_max_bytes: float = 8 * 2**20  # larger buffers go to NCCL
     handover_s: float = 0.0  # disaggregated: fixed cost between KV landing and the first token
@@ -280,6 +284,7 @@ PROFILES: dict[str, FrameworkProfile] = {
         max_num_seqs=2048,
         max_num_batched_tokens=8192,
         chunked_prefill=True,
+        memory_fraction_static=True,
         handover_s=0.05,
         request_overhead_s=0.15,
         request_overhead_per_input_token_s=2e-05,
@@ -307,6 +312,8 @@ PROFILES: dict[str, FrameworkProfile] = {
         sources={
             "max_num_batched_tokens": "SGLang --chunked-prefill-size default 8192 (16384 on >= 160 GB GPUs)",
             "mixed_batching": "SGLang runs a prefill batch as its own forward pass unless --enable-mixed-chunk",
+            "memory_fraction_static": "SGLang --mem-fraction-static: the share of GPU memory for weights and the "
+                                      "KV pool; activations and CUDA graphs use the rest",
             "cuda_graph_sizes": "SGLang capture batch sizes up to --cuda-graph-max-bs [INFERRED list]",
             "max_num_seqs": "SGLang --max-running-requests: sized from KV memory; 2048 as a cap [INFERRED]",
             "spec_iteration_overhead_s": "SGLang ServerArgs (v0.5.6): EAGLE/NEXTN speculative decoding sets "

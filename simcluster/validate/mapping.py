@@ -13,8 +13,8 @@ Rules:
   ``gemm_quant_mode``, else ``precision``; ``fp8_block`` prices with the block-scaled FP8 tables,
   ``int4_wo`` as weight-only INT4, ``fp4``/``nvfp4`` as NVFP4, empty as BF16.
 * **KV-cache format** (not in the file): FP8 for quantised TRT-LLM deployments and NVIDIA ModelOpt
-  checkpoints (``nvidia/...``, whose quant config sets an FP8 KV cache); BF16 otherwise (vLLM and
-  SGLang keep ``kv_cache_dtype=auto``).
+  checkpoints (``nvidia/...``, whose quant config sets an FP8 KV cache; also when the row's recipe
+  serves one); BF16 otherwise (vLLM and SGLang keep ``kv_cache_dtype=auto``).
 * **Layout**: attention ``tp_size`` × ``attention_dp_size`` GPUs (pipeline ``pp_size``); experts over
   ``moe_ep_size`` with ``moe_tp_size``-way expert TP. A known encoding of the source export is
   undone: when ``moe_tp_size == moe_ep_size = k > 1`` and ``tp_size × attention_dp_size = k²``, the
@@ -100,6 +100,9 @@ class Setup:
     recipe: str = ""  # the harness recipe the row was matched to
     recipe_ambiguous: bool = False  # the recipes in force list the point with and without MTP (taken as MTP)
     recv_interval: int = 1  # SGLang --scheduler-recv-interval: steps between polls for new requests
+    # the recipe's memory share (vLLM --gpu-memory-utilization, SGLang --mem-fraction-static, TRT-LLM
+    # free_gpu_memory_fraction); 0 = the framework's default
+    memory_fraction: float = 0.0
 
     @property
     def config_key(self) -> tuple:
@@ -301,7 +304,13 @@ def map_row(row: SiliconRow, profiles: dict | None = None, *, _recipe: Recipe | 
     if str(settings.get("kv", "")).startswith("fp8") and kv != "fp8":
         kv = "fp8"
         notes.append("FP8 KV cache (the recipe's --kv-cache-dtype)")
+    elif recipe is not None and recipe.checkpoint.lower().startswith("nvidia/") and kv != "fp8":
+        kv = "fp8"  # a ModelOpt checkpoint: its quant config sets an FP8 KV cache (kv_format)
+        notes.append(f"FP8 KV cache (the recipe serves {recipe.checkpoint})")
     recv_interval = int(settings.get("recv_interval") or 1)
+    memory_fraction = float(settings.get("mem_fraction") or 0.0)
+    if not 0.0 < memory_fraction <= 1.0:
+        memory_fraction = 0.0
     pools: dict[str, PoolPlanSpec] = {}
     if row.mode == "agg":
         shape = row.agg
@@ -389,4 +398,5 @@ def map_row(row: SiliconRow, profiles: dict | None = None, *, _recipe: Recipe | 
     return Setup(row=row, gpu=gpu.name, model=model.name, framework=row.backend, weights=weights, kv_cache=kv,
                  mode=mode, concurrency=int(conc), pools=pools, profile=profile, notes=tuple(notes), harness=harness,
                  spec_tokens=int(spec_tokens), range_ratio=range_ratio, recipe=recipe.key if recipe else "",
-                 recv_interval=recv_interval, recipe_ambiguous=bool(recipe is not None and recipe.ambiguous))
+                 recv_interval=recv_interval, recipe_ambiguous=bool(recipe is not None and recipe.ambiguous),
+                 memory_fraction=memory_fraction)

@@ -129,7 +129,7 @@ def _entries_of(config: dict) -> list[dict]:
             for e in sc.get("search-space") or []:
                 spec = str(e.get("spec-decoding", "none")).lower()
                 rec = {
-                    "key": key, "image": _norm_image(v.get("image")),
+                    "key": key, "image": _norm_image(v.get("image")), "model": str(v.get("model") or ""),
                     "prefix": str(v.get("model-prefix", parts[0])), "precision": str(v.get("precision", "")),
                     "framework": str(v.get("framework", "")), "hw": hw, "disagg": bool(v.get("disagg", False)),
                     "isl": int(sc.get("isl", 0)), "osl": int(sc.get("osl", 0)),
@@ -231,7 +231,7 @@ def build_index(repo: str | Path, since: str = "2025-09-01", until: str = "2026-
 
 
 _FLAT = ("key", "image", "prefix", "precision", "framework", "hw", "disagg", "isl", "osl", "spec", "mtp", "conc",
-         "tp", "ep", "dp", "first", "last", "settings")
+         "tp", "ep", "dp", "first", "last", "settings", "model")
 _POOL = ("workers", "tp", "ep", "dp")
 
 
@@ -288,9 +288,10 @@ class Recipe:
     nearest: bool = False  # no entry ran this concurrency: the entries of the nearest one were taken
     prefill: tuple = ()  # disaggregated: (tp, ep, attention DP) of a worker of each pool
     decode: tuple = ()
-    # single-node: what the launch script sets at this point (SETTINGS: budget, max_seqs, kv,
+    # single-node: what the launch script sets at this point (SETTINGS: budget, max_seqs, kv, mem_fraction,
     # recv_interval), per attention-DP rank; empty when unknown
     settings: dict = field(default_factory=dict, compare=False, hash=False)
+    checkpoint: str = ""  # the Hugging Face checkpoint the recipe serves (its ``model``), "" if unknown
 
 
 @lru_cache(maxsize=1)
@@ -400,7 +401,7 @@ def _match(row, model: str, disagg: bool, gpus: int) -> Recipe | None:
                   ambiguous=len(set(specs)) > 1, nearest=nearest,
                   prefill=(int(pre["tp"]), int(pre["ep"]), bool(pre["dp"])) if disagg and pre else (),
                   decode=(int(dec["tp"]), int(dec["ep"]), bool(dec["dp"])) if disagg and dec else (),
-                  settings=settings)
+                  settings=settings, checkpoint=str(e.get("model") or ""))
 
 
 def _by_layout(cands: list[dict], row) -> list[dict]:
@@ -478,6 +479,10 @@ SETTINGS = {
     # ... and its delayed batching of prompts without attention DP
     "bw_timeout_iters": ("batch_wait_timeout_iters",),
     "bw_max_tokens_ratio": ("batch_wait_max_tokens_ratio",),
+    # the memory the engine may use: vLLM's share of the whole GPU (weights, activations, KV),
+    # SGLang's static share (weights and KV pool), TRT-LLM's share of what the weights leave for KV
+    "mem_fraction": ("--gpu-memory-utilization", "gpu-memory-utilization", "--mem-fraction-static",
+                     "free_gpu_memory_fraction"),
 }
 _ARITH = re.compile(r"\$\(\((.*?)\)\)")
 _VAR = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}|\$(\w+)")
@@ -592,7 +597,7 @@ def _flags(line: str, out: dict) -> None:
                 if v.lower() in ("true", "false"):
                     out[name] = int(v.lower() == "true")
                     continue
-                if name.endswith("_ratio"):
+                if name.endswith(("_ratio", "_fraction")):
                     out[name] = float(v) if re.match(r"^[\d.]+$", v) else out.get(name)
                     continue
                 out[name] = v.lower() if name == "kv" else (int(float(v)) if re.match(r"^[\d.]+$", v) else out.get(name))

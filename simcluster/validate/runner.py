@@ -32,8 +32,7 @@ def _sim_kwargs(sim: Simulator) -> dict:
     return dict(benchmark_prompts_per_client=sim.benchmark_prompts_per_client, simulated_waves=sim.simulated_waves,
                 max_requests=sim.max_requests, min_steady_requests=sim.min_steady_requests,
                 range_ratio=sim.range_ratio, profiles=sim.profiles, seed=sim.seed,
-                framework_profile=sim.framework_profile, output_jitter=sim.output_jitter,
-                working_set_fits=sim.working_set_fits)
+                framework_profile=sim.framework_profile, output_jitter=sim.output_jitter)
 
 
 _WORKER_SIM: Simulator | None = None

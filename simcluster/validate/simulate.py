@@ -136,14 +136,19 @@ def scenario_dict(setup: Setup, pools: dict[str, PoolPlanSpec], *, seed: int = 0
             pool_sections[role]["attention_dp_balance"] = dict(p.adp_balance)
         if p.batch_wait is not None:
             pool_sections[role]["batch_wait"] = dict(p.batch_wait)
+    serving = {"framework": setup.framework, "mode": setup.mode, "prefix_caching": False,
+               "router": "least_outstanding", "framework_profile": True,
+               "kv_admission": prof.kv_admission, "first_token_at": prof.first_token_at}
+    if setup.memory_fraction and not prof.kv_fraction_of_free:  # TRT-LLM's share: Simulator._profile
+        serving["gpu_memory_utilization"] = setup.memory_fraction
+        if prof.memory_fraction_static:  # the share holds weights and KV only
+            serving["activation_reserve_gb"] = 0.0
     return {
         "name": f"silicon:{setup.row.id}",
         "seed": seed,
         "cluster": {"gpu": setup.gpu, "allow_cross_domain": True},
         "model": {"name": setup.model, "weights": setup.weights, "kv_cache": setup.kv_cache, "activations": "bf16"},
-        "serving": {"framework": setup.framework, "mode": setup.mode, "prefix_caching": False,
-                    "router": "least_outstanding", "framework_profile": True,
-                    "kv_admission": prof.kv_admission, "first_token_at": prof.first_token_at},
+        "serving": serving,
         "pools": pool_sections,
         "cost": {"source": "calibrated"},
         "workload": {"kind": "synthetic", "num_requests": 1, "arrival": {"process": "poisson", "rate_per_s": 1.0},
@@ -170,8 +175,7 @@ class Simulator:
     def __init__(self, *, benchmark_prompts_per_client: int = 10, simulated_waves: int = 3,
                  max_requests: int = 50_000, min_steady_requests: int = 32, range_ratio: float | None = None,
                  profiles: dict | None = None, seed: int = 0, framework_profile: bool = True,
-                 output_jitter: float = 0.0, working_set_fits: bool = True) -> None:
-        self.working_set_fits = working_set_fits
+                 output_jitter: float = 0.0) -> None:
         self.framework_profile = framework_profile
         self.output_jitter = output_jitter
         self.benchmark_prompts_per_client = benchmark_prompts_per_client
@@ -190,12 +194,14 @@ class Simulator:
         prof = self.profiles.get(setup.framework) or setup.profile
         if setup.spec_tokens != prof.spec_draft_tokens:
             prof = prof.with_(spec_draft_tokens=setup.spec_tokens)
+        if setup.memory_fraction and prof.kv_fraction_of_free and setup.memory_fraction != prof.kv_fraction_of_free:
+            prof = prof.with_(kv_fraction_of_free=setup.memory_fraction)  # TRT-LLM free_gpu_memory_fraction
         return prof
 
     def _range_ratio(self, setup: Setup) -> float:
         return setup.range_ratio if self.range_ratio is None else self.range_ratio
 
-    def _plans(self, setup: Setup, pools: dict[str, PoolPlanSpec], kv_capacity_tokens: int | None = None):
+    def _plans(self, setup: Setup, pools: dict[str, PoolPlanSpec]):
         from simcluster.config.scenario import Scenario
         from simcluster.sim.deployment import build_pools
 
@@ -204,8 +210,6 @@ class Simulator:
         if not self.framework_profile:  # the engine's defaults
             data["serving"].pop("kv_admission")
             data["serving"].pop("first_token_at")
-        if kv_capacity_tokens:
-            data["serving"]["kv_capacity_tokens"] = int(kv_capacity_tokens)
         sc = Scenario.model_validate(data)
         return sc, build_pools(sc, cost_cache=self.cache,
                                profile=self._profile(setup) if self.framework_profile else None)
@@ -259,16 +263,10 @@ class Simulator:
 
         row = setup.row
         pools = self.resolve_pools(setup)
+        # the KV pool is what the GPU memory holds beside the weights, at the recipe's memory share
+        # where its launch script sets one (else the framework's default): a deployment whose pool
+        # cannot hold every client's sequence queues, as the measured ones do
         sc, plans = self._plans(setup, pools)
-        if self.working_set_fits:
-            # the rows do not record memory settings (memory fraction, KV dtype); a measured
-            # deployment held its benchmark's working set, so the KV pool is at least that
-            role = "decode" if "decode" in pools else "colocated"
-            per = -(-setup.concurrency // max(1, int(pools[role].instances or 1)))
-            need = int(per * (row.isl + row.osl) * 1.02) + 64 * 16
-            if any(p.kv_capacity_tokens < need for p in plans):
-                cap = max(need, max(p.kv_capacity_tokens for p in plans))
-                sc, plans = self._plans(setup, pools, kv_capacity_tokens=cap)
         n = self.n_requests(setup.concurrency)
         workload = closed_loop_workload(n, row.isl, row.osl, self._range_ratio(setup), seed=self.seed,
                                         output_jitter=self.output_jitter)
