@@ -137,10 +137,10 @@ def test_trtllm_api_options_set_the_pool_and_name_what_is_not_simulated(tmp_path
     assert pool["attention_dp_balance"] == {"timeout_iters": 60, "batching_wait_iters": 0}
     assert pool["batch_wait"] == {"timeout_iters": 40, "max_tokens_ratio": 0.8}
     assert pool["max_num_batched_tokens"] == 2 * 4096 and pool["max_num_seqs"] == 2 * 64  # per DP rank
-    assert m["llm_api_options_not_simulated"] == ["stream_interval", "kv_cache_config"]
+    assert m["llm_api_options_not_simulated"] == ["stream_interval", "kv_cache_config.dtype"]
     assert m["successful_requests"] == 16
     assert main(args) == 0
-    assert "LLM-API options not simulated: stream_interval, kv_cache_config" in capsys.readouterr().out
+    assert "LLM-API options not simulated: stream_interval, kv_cache_config.dtype" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("text,backend,needle", [
@@ -149,6 +149,9 @@ def test_trtllm_api_options_set_the_pool_and_name_what_is_not_simulated(tmp_path
     ("attention_dp_config: [1, 2]\n", "trtllm", "attention_dp_config"),
     ("max_num_tokens: [oops\n", "trtllm", "not valid YAML"),
     ("max_num_tokens: 4096\n", "vllm", "--backend trtllm"),
+    ("kv_cache_config:\n  free_gpu_memory_fraction: 1.2\n", "trtllm", "free_gpu_memory_fraction"),
+    ("kv_cache_config:\n  free_gpu_memory_fraction: 0\n", "trtllm", "free_gpu_memory_fraction"),
+    ("kv_cache_config: 0.9\n", "trtllm", "kv_cache_config"),
 ])
 def test_trtllm_api_option_errors_exit_2_naming_the_file_and_key(tmp_path, capsys, text, backend, needle):
     opts = tmp_path / "extra.yaml"
@@ -156,3 +159,75 @@ def test_trtllm_api_option_errors_exit_2_naming_the_file_and_key(tmp_path, capsy
     assert main(["bench", "serve", "--backend", backend, "--num-prompts", "4", "--extra-llm-api-options", str(opts)]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def _pool(data: dict):
+    """The built pool of a bench scenario (its KV capacity and weights)."""
+    from simcluster.config.scenario import Scenario
+    from simcluster.sim.deployment import build_pools
+
+    return build_pools(Scenario.model_validate(data))[0]
+
+
+def _kv_bytes_per_token_per_gpu(model: str, tp: int, nbytes: float) -> float:
+    m = get_model(model)  # GQA: each GPU holds ceil(K / tp) of the K KV heads, keys and values
+    return m.num_layers * -(-m.num_kv_heads // tp) * m.head_dim * 2 * nbytes
+
+
+def test_each_frameworks_memory_flag_sizes_the_kv_pool_as_that_framework_does(tmp_path, capsys):
+    """Llama-3.1-70B FP8 on two H100s: vLLM's --gpu-memory-utilization is a share of the whole GPU
+    that also holds activations (4 GB here); SGLang's --mem-fraction-static holds weights and KV only;
+    TRT-LLM's free_gpu_memory_fraction is a share of what the weights and activations leave."""
+    from simcluster.catalog.gpus import get_gpu
+
+    base = ["bench", "serve", "--model", "llama-3.1-70b", "--gpu", "h100_sxm", "-tp", "2", "-q", "fp8",
+            "--num-prompts", "4", "--input-len", "64", "--output-len", "4", "--json"]
+    mem = get_gpu("h100_sxm").memory_bytes
+    kv_tok = _kv_bytes_per_token_per_gpu("llama-3.1-70b", 2, 2.0)
+
+    def capacity(args):
+        assert main([*base, *args]) == 0
+        pool = _pool(_json(capsys)["scenario"])
+        return pool.kv_capacity_tokens, pool.weight_bytes / 2  # weights split evenly over TP 2 (+ replicated norms)
+
+    cap, w = capacity(["--gpu-memory-utilization", "0.8"])
+    assert cap == pytest.approx((0.8 * mem - 4e9 - w) / kv_tok, rel=1e-3)
+    cap, w = capacity(["--backend", "sglang", "--mem-fraction-static", "0.8"])
+    assert cap == pytest.approx((0.8 * mem - w) / kv_tok, rel=1e-3)
+    opts = tmp_path / "extra.yaml"
+    opts.write_text("kv_cache_config:\n  free_gpu_memory_fraction: 0.5\n")
+    cap, w = capacity(["--backend", "trtllm", "--extra-llm-api-options", str(opts), "--kv-cache-dtype", "bf16"])
+    assert cap == pytest.approx(0.5 * (mem - 4e9 - w) / kv_tok, rel=1e-3)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--backend", "trtllm", "--gpu-memory-utilization", "0.8"], "free_gpu_memory_fraction"),
+    (["--backend", "vllm", "--mem-fraction-static", "0.8"], "SGLang"),
+    (["--backend", "sglang", "--mem-fraction-static", "0.8", "--gpu-memory-utilization", "0.8"], "not both"),
+])
+def test_a_memory_flag_of_another_framework_is_a_user_error(capsys, args, needle):
+    assert main(["bench", "serve", "--num-prompts", "4", *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_kv_pool_smaller_than_the_clients_need_caps_the_running_batch(tmp_path, capsys):
+    """TRT-LLM admits a request only while the whole-output KV of every admitted one fits, so with a
+    pool of P tokens and requests of L tokens at most ⌊P / L⌋ run at once; the rest wait, and TTFT
+    grows by whole request lifetimes."""
+    opts = tmp_path / "extra.yaml"
+    args = ["bench", "serve", "--backend", "trtllm", "--model", "llama-3.1-70b", "--gpu", "h200_sxm", "-q", "fp8",
+            "--num-prompts", "96", "--input-len", "1024", "--output-len", "256", "--max-concurrency", "32",
+            "--extra-llm-api-options", str(opts), "--json"]
+    out = {}
+    for frac in (0.9, 0.012):
+        opts.write_text(f"kv_cache_config:\n  free_gpu_memory_fraction: {frac}\n")
+        assert main(args) == 0
+        m = _json(capsys)
+        out[frac] = (m, _pool(m["scenario"]).kv_capacity_tokens)
+    (big, cap_big), (small, cap_small) = out[0.9], out[0.012]
+    assert cap_big >= 32 * 1280 and 1280 <= cap_small < 8 * 1280  # room for 1 to 7 whole requests
+    assert small["successful_requests"] == big["successful_requests"] == 96
+    assert small["ttft_s"]["mean"] > 3 * big["ttft_s"]["mean"]
+    # the running batch, read back from the decode speed: far smaller batches decode faster
+    assert small["tpot_s"]["mean"] < big["tpot_s"]["mean"]

@@ -53,6 +53,11 @@ class BenchConfig:
     # keys of that file that the simulation does not model
     pool_options: tuple = ()
     ignored_options: tuple = ()
+    # GPU memory per GPU outside the engine's share (None: the scenario's default; 0 with SGLang's
+    # --mem-fraction-static, whose share holds only weights and KV), and TRT-LLM's KV share of the
+    # memory the weights leave (None: the profile's)
+    activation_reserve_gb: float | None = None
+    kv_free_memory_fraction: float | None = None
 
 
 def _weights_format(dtype: str, quantization: str | None) -> str:
@@ -88,7 +93,7 @@ def layout_of(cfg: BenchConfig, model) -> tuple[str, int]:
 
 # TRT-LLM LLM-API options (trtllm-serve --extra_llm_api_options FILE.yaml) that the engine models
 _TRT_TOP_KEYS = ("attention_dp_config", "batch_wait_timeout_iters", "batch_wait_max_tokens_ratio", "max_num_tokens",
-                 "max_batch_size")
+                 "max_batch_size", "kv_cache_config")
 
 
 def trtllm_api_options(path: str) -> tuple[dict, list[str]]:
@@ -96,8 +101,9 @@ def trtllm_api_options(path: str) -> tuple[dict, list[str]]:
     simulation does not model. Modelled: ``attention_dp_config`` (``enable_balance``,
     ``timeout_iters``, ``batching_wait_iters``: attention-DP context balancing),
     ``batch_wait_timeout_iters`` / ``batch_wait_max_tokens_ratio`` (delayed batching),
-    ``max_num_tokens`` and ``max_batch_size`` (per attention-DP rank). Bad values are user errors
-    naming the file and key."""
+    ``max_num_tokens`` and ``max_batch_size`` (per attention-DP rank),
+    ``kv_cache_config.free_gpu_memory_fraction`` (the KV pool's share of the memory the weights leave;
+    returned as ``kv_free_memory_fraction``). Bad values are user errors naming the file and key."""
     import yaml
 
     where = "--extra-llm-api-options"
@@ -148,6 +154,18 @@ def trtllm_api_options(path: str) -> tuple[dict, list[str]]:
                                         kind=float, hi=1.0)
     if bw:
         out["batch_wait"] = bw
+    kvc = data.get("kv_cache_config")
+    if kvc is not None:
+        if not isinstance(kvc, dict):
+            raise UserError(f"{path}: kv_cache_config must be a mapping", where=where)
+        ignored += [f"kv_cache_config.{k}" for k in kvc if k != "free_gpu_memory_fraction"]
+        if "free_gpu_memory_fraction" in kvc:
+            frac = number(kvc, "free_gpu_memory_fraction", "kv_cache_config.free_gpu_memory_fraction", kind=float,
+                          hi=1.0)
+            if frac <= 0:
+                raise UserError(f"{path}: kv_cache_config.free_gpu_memory_fraction must be in (0, 1], got {frac!r}",
+                                where=where)
+            out["kv_free_memory_fraction"] = frac
     if "max_num_tokens" in data:
         out["max_num_tokens"] = number(data, "max_num_tokens", "max_num_tokens", lo=1)
     if "max_batch_size" in data:
@@ -189,7 +207,11 @@ def bench_scenario(cfg: BenchConfig, *, max_concurrency: int | None, input_len: 
                     "gpu_memory_utilization": cfg.gpu_memory_utilization,
                     "framework_profile": cfg.framework_profile, "router": "least_outstanding",
                     # the framework's KV admission (TRT-LLM reserves a request's whole output)
-                    "kv_admission": prof.kv_admission if cfg.framework_profile else "on_demand"},
+                    "kv_admission": prof.kv_admission if cfg.framework_profile else "on_demand",
+                    **({"activation_reserve_gb": cfg.activation_reserve_gb}
+                       if cfg.activation_reserve_gb is not None else {}),
+                    **({"kv_free_memory_fraction": cfg.kv_free_memory_fraction}
+                       if cfg.kv_free_memory_fraction is not None else {})},
         "pools": {"colocated": pool},
         "cost": {"source": "calibrated"},
         "workload": {"kind": "synthetic", "num_requests": 1, "arrival": {"process": "poisson", "rate_per_s": 1.0},
@@ -378,10 +400,15 @@ def _deployment_options(f):
         click.option("-q", "--quantization", default=None,
                      help="Weights format: fp8, fp8_block, nvfp4, mxfp4, int4 (awq/gptq), ..."),
         click.option("--kv-cache-dtype", default="auto", show_default=True, help="auto, bf16, fp8, ..."),
-        click.option("--gpu-memory-utilization", type=click.FloatRange(0.01, 1.0), default=0.9, show_default=True),
+        click.option("--gpu-memory-utilization", type=click.FloatRange(0.01, 1.0), default=None,
+                     help="vLLM (and SGLang as vLLM reads it): the share of GPU memory for weights, activations and "
+                          "KV  [default: 0.9]. TRT-LLM has none: kv_cache_config.free_gpu_memory_fraction."),
+        click.option("--mem-fraction-static", type=click.FloatRange(0.01, 1.0), default=None,
+                     help="SGLang: the share of GPU memory for weights and the KV pool (activations use the rest)."),
         click.option("--extra-llm-api-options", "extra_llm_api_options", type=click.Path(dir_okay=False), default=None,
                      help="TRT-LLM: its LLM-API options YAML (trtllm-serve --extra_llm_api_options): attention_dp_config, "
-                          "batch_wait_*, max_num_tokens, max_batch_size are simulated."),
+                          "batch_wait_*, max_num_tokens, max_batch_size, kv_cache_config.free_gpu_memory_fraction "
+                          "are simulated."),
         click.option("--no-scheduler-profile", "no_profile", is_flag=True,
                      help="Price GPU work only: no CUDA-graph padding, CPU overheads or request overhead."),
         click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True),
@@ -432,12 +459,29 @@ def _config(kw: dict) -> BenchConfig:
         if kw["backend"] != "trtllm":
             raise UserError("TRT-LLM's LLM-API options need --backend trtllm", where="--extra-llm-api-options")
         opts, ignored = trtllm_api_options(kw["extra_llm_api_options"])
+    util, reserve = kw.get("gpu_memory_utilization"), None
+    static = kw.get("mem_fraction_static")
+    if util is not None and kw["backend"] == "trtllm":
+        raise UserError("TRT-LLM has no --gpu-memory-utilization: its KV pool is kv_cache_config."
+                        "free_gpu_memory_fraction of the memory the weights leave (--extra-llm-api-options)",
+                        where="--gpu-memory-utilization")
+    if static is not None:
+        if kw["backend"] != "sglang":
+            raise UserError("--mem-fraction-static is SGLang's (vLLM: --gpu-memory-utilization; TRT-LLM: "
+                            "kv_cache_config.free_gpu_memory_fraction in --extra-llm-api-options)",
+                            where="--mem-fraction-static")
+        if util is not None:
+            raise UserError("give --mem-fraction-static or --gpu-memory-utilization, not both",
+                            where="--mem-fraction-static")
+        util, reserve = static, 0.0
+    kv_free = opts.pop("kv_free_memory_fraction", None)
     return BenchConfig(model=kw["model"], gpu=kw["gpu"], backend=kw["backend"], tp=kw["tp"], pp=kw["pp"], dp=kw["dp"],
                        expert_parallel=kw["expert_parallel"], weights=weights, kv_cache=kv,
                        max_num_seqs=kw["max_num_seqs"], max_num_batched_tokens=kw["max_num_batched_tokens"],
-                       chunked_prefill=kw["chunked_prefill"], gpu_memory_utilization=kw["gpu_memory_utilization"],
+                       chunked_prefill=kw["chunked_prefill"], gpu_memory_utilization=0.9 if util is None else util,
                        framework_profile=not kw["no_profile"], seed=kw["seed"],
-                       pool_options=tuple(sorted(opts.items())), ignored_options=tuple(ignored))
+                       pool_options=tuple(sorted(opts.items())), ignored_options=tuple(ignored),
+                       activation_reserve_gb=reserve, kv_free_memory_fraction=kv_free)
 
 
 def _emit(obj: dict, as_json: bool, text: str) -> None:

@@ -165,6 +165,11 @@ class ServingSpec(_Model):
     activation_reserve_gb: NonNegativeFloat = Field(
         4.0, description="GPU memory per GPU kept for activations, CUDA graphs and NCCL buffers, GB"
     )
+    kv_free_memory_fraction: Optional[float] = Field(
+        None, gt=0.0, le=1.0,
+        description="KV pool = this share of the GPU memory left after the weights and activation_reserve_gb "
+        "(TRT-LLM kv_cache_config.free_gpu_memory_fraction); replaces gpu_memory_utilization; default: the "
+        "framework profile's with framework_profile (TRT-LLM 0.9), else unset")
     step_overhead_s: Optional[NonNegativeFloat] = Field(
         None, description="CPU/scheduler overhead per engine step; default: the cost model's framework value"
     )

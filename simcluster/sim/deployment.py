@@ -91,7 +91,7 @@ def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> li
                 profile = profile.with_(decode_overhead_s=sv.step_overhead_s, decode_overhead_per_seq_s=0.0,
                                         prefill_overhead_s=sv.step_overhead_s, eager_overhead_s=0.0)
             cspec = dataclasses.replace(cspec, step_overhead_s=0.0)
-        free_fraction = profile.kv_fraction_of_free if profile is not None else None
+        free_fraction = sv.kv_free_memory_fraction or (profile.kv_fraction_of_free if profile is not None else None)
         util = 1.0 if free_fraction else sv.gpu_memory_utilization
         mkey = ("memory", cspec, util, sv.activation_reserve_gb)
         mem = cost_cache.get(mkey) if cost_cache is not None else None

@@ -139,7 +139,9 @@ def scenario_dict(setup: Setup, pools: dict[str, PoolPlanSpec], *, seed: int = 0
     serving = {"framework": setup.framework, "mode": setup.mode, "prefix_caching": False,
                "router": "least_outstanding", "framework_profile": True,
                "kv_admission": prof.kv_admission, "first_token_at": prof.first_token_at}
-    if setup.memory_fraction and not prof.kv_fraction_of_free:  # TRT-LLM's share: Simulator._profile
+    if setup.memory_fraction and prof.kv_fraction_of_free:  # TRT-LLM: a share of what the weights leave
+        serving["kv_free_memory_fraction"] = setup.memory_fraction
+    elif setup.memory_fraction:
         serving["gpu_memory_utilization"] = setup.memory_fraction
         if prof.memory_fraction_static:  # the share holds weights and KV only
             serving["activation_reserve_gb"] = 0.0
@@ -194,8 +196,6 @@ class Simulator:
         prof = self.profiles.get(setup.framework) or setup.profile
         if setup.spec_tokens != prof.spec_draft_tokens:
             prof = prof.with_(spec_draft_tokens=setup.spec_tokens)
-        if setup.memory_fraction and prof.kv_fraction_of_free and setup.memory_fraction != prof.kv_fraction_of_free:
-            prof = prof.with_(kv_fraction_of_free=setup.memory_fraction)  # TRT-LLM free_gpu_memory_fraction
         return prof
 
     def _range_ratio(self, setup: Setup) -> float:
