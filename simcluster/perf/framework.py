@@ -344,8 +344,8 @@ PROFILES: dict[str, FrameworkProfile] = {
         kv_admission="reserve_full",
         first_token_at="first_decode_step",
         gpu_time_scales=(  # (GPU, kind[:weight format], decode scale, prefill scale), fitted by simulation
-            ("b200_sxm", "dense", 0.8, 0.85),
-            ("b200_sxm", "dense:nvfp4", 0.8, 0.85),
+            ("b200_sxm", "dense", 0.8, 1.0),
+            ("b200_sxm", "dense:nvfp4", 0.8, 1.0),
             ("b200_sxm", "mla-moe", 0.8, 0.85),
             ("b200_sxm", "mla-moe:fp8_block", 0.85, 1.2),
             ("b200_sxm", "mla-moe:nvfp4", 0.8, 0.7),
