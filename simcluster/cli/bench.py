@@ -53,11 +53,9 @@ class BenchConfig:
     # keys of that file that the simulation does not model
     pool_options: tuple = ()
     ignored_options: tuple = ()
-    # GPU memory per GPU outside the engine's share (None: the scenario's default; 0 with SGLang's
-    # --mem-fraction-static, whose share holds only weights and KV), and TRT-LLM's KV share of the
-    # memory the weights leave (None: the profile's)
-    activation_reserve_gb: float | None = None
-    kv_free_memory_fraction: float | None = None
+    # serving settings of the framework's own memory-share flag (--mem-fraction-static, TRT-LLM's
+    # free_gpu_memory_fraction): perf.framework.memory_share_serving, as sorted items
+    memory_settings: tuple = ()
 
 
 def _weights_format(dtype: str, quantization: str | None) -> str:
@@ -208,10 +206,7 @@ def bench_scenario(cfg: BenchConfig, *, max_concurrency: int | None, input_len: 
                     "framework_profile": cfg.framework_profile, "router": "least_outstanding",
                     # the framework's KV admission (TRT-LLM reserves a request's whole output)
                     "kv_admission": prof.kv_admission if cfg.framework_profile else "on_demand",
-                    **({"activation_reserve_gb": cfg.activation_reserve_gb}
-                       if cfg.activation_reserve_gb is not None else {}),
-                    **({"kv_free_memory_fraction": cfg.kv_free_memory_fraction}
-                       if cfg.kv_free_memory_fraction is not None else {})},
+                    **dict(cfg.memory_settings)},
         "pools": {"colocated": pool},
         "cost": {"source": "calibrated"},
         "workload": {"kind": "synthetic", "num_requests": 1, "arrival": {"process": "poisson", "rate_per_s": 1.0},
@@ -459,7 +454,9 @@ def _config(kw: dict) -> BenchConfig:
         if kw["backend"] != "trtllm":
             raise UserError("TRT-LLM's LLM-API options need --backend trtllm", where="--extra-llm-api-options")
         opts, ignored = trtllm_api_options(kw["extra_llm_api_options"])
-    util, reserve = kw.get("gpu_memory_utilization"), None
+    from simcluster.perf.framework import get_profile, memory_share_serving
+
+    util, share = kw.get("gpu_memory_utilization"), None
     static = kw.get("mem_fraction_static")
     if util is not None and kw["backend"] == "trtllm":
         raise UserError("TRT-LLM has no --gpu-memory-utilization: its KV pool is kv_cache_config."
@@ -473,15 +470,18 @@ def _config(kw: dict) -> BenchConfig:
         if util is not None:
             raise UserError("give --mem-fraction-static or --gpu-memory-utilization, not both",
                             where="--mem-fraction-static")
-        util, reserve = static, 0.0
+        share = static
     kv_free = opts.pop("kv_free_memory_fraction", None)
+    if kv_free is not None:
+        share = kv_free
+    memory = memory_share_serving(get_profile(kw["backend"]), share) if share is not None else {}
     return BenchConfig(model=kw["model"], gpu=kw["gpu"], backend=kw["backend"], tp=kw["tp"], pp=kw["pp"], dp=kw["dp"],
                        expert_parallel=kw["expert_parallel"], weights=weights, kv_cache=kv,
                        max_num_seqs=kw["max_num_seqs"], max_num_batched_tokens=kw["max_num_batched_tokens"],
                        chunked_prefill=kw["chunked_prefill"], gpu_memory_utilization=0.9 if util is None else util,
                        framework_profile=not kw["no_profile"], seed=kw["seed"],
                        pool_options=tuple(sorted(opts.items())), ignored_options=tuple(ignored),
-                       activation_reserve_gb=reserve, kv_free_memory_fraction=kv_free)
+                       memory_settings=tuple(sorted(memory.items())))
 
 
 def _emit(obj: dict, as_json: bool, text: str) -> None:

@@ -129,9 +129,9 @@ class FrameworkProfile:
     max_num_batched_tokens: int = 8192
     chunked_prefill: bool = True
     kv_fraction_of_free: float | None = None  # KV pool = this share of memory left after weights (TRT-LLM)
-    # an explicit memory share (validation: a recipe's launch flag) holds the weights and the KV pool
-    # only, activations and CUDA graphs live outside it (SGLang --mem-fraction-static); else the share
-    # also holds them (vLLM --gpu-memory-utilization)
+    # the framework's own memory-share flag holds the weights and the KV pool only, activations and
+    # CUDA graphs live outside it (SGLang --mem-fraction-static); else the share also holds them (vLLM
+    # --gpu-memory-utilization); see memory_share_serving
     memory_fraction_static: bool = False
     custom_all_reduce: bool = True  # TP all-reduces inside a node use the framework's one-shot kernel
     custom_all_reduce_max_bytes: float = 8 * 2**20  # larger buffers go to NCCL
@@ -391,6 +391,20 @@ def get_profile(name: str, *, field: str | None = "framework") -> FrameworkProfi
     if key not in PROFILES:
         raise UserError(f"unknown framework {name!r}; known: {', '.join(sorted(PROFILES))}", where=field)
     return PROFILES[key]
+
+
+def memory_share_serving(profile: FrameworkProfile, fraction: float) -> dict:
+    """The scenario ``serving`` settings of a framework's own memory-share flag set to ``fraction``:
+    TRT-LLM ``free_gpu_memory_fraction`` is a share of the memory the weights and activations leave
+    (``kv_free_memory_fraction``); SGLang ``--mem-fraction-static`` a share of the whole GPU for weights
+    and KV only (no activation reserve inside it); vLLM ``--gpu-memory-utilization`` a share of the
+    whole GPU that also holds the activations."""
+    if profile.kv_fraction_of_free:
+        return {"kv_free_memory_fraction": float(fraction)}
+    out = {"gpu_memory_utilization": float(fraction)}
+    if profile.memory_fraction_static:
+        out["activation_reserve_gb"] = 0.0
+    return out
 
 
 def default_chunk_budget(profile: FrameworkProfile, gpu_memory_bytes: float) -> int:

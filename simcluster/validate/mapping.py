@@ -128,9 +128,15 @@ def weights_format(row: SiliconRow, model: ModelSpec) -> str:
     return release_weight_format(model, fmt, row.model_path)
 
 
+def modelopt_checkpoint(name: str) -> bool:
+    """An NVIDIA ModelOpt checkpoint (``nvidia/...``): its quant config sets ``kv_cache_quant_algo: FP8``,
+    which vLLM and SGLang take with ``--kv-cache-dtype auto``."""
+    return str(name).lower().startswith("nvidia/")
+
+
 def kv_format(row: SiliconRow, weights: str) -> str:
     quantised = weights not in ("bf16",)
-    if row.model_path.lower().startswith("nvidia/"):
+    if modelopt_checkpoint(row.model_path):
         return "fp8"
     if row.backend == "trtllm" and quantised:
         return "fp8"
@@ -304,8 +310,8 @@ def map_row(row: SiliconRow, profiles: dict | None = None, *, _recipe: Recipe | 
     if str(settings.get("kv", "")).startswith("fp8") and kv != "fp8":
         kv = "fp8"
         notes.append("FP8 KV cache (the recipe's --kv-cache-dtype)")
-    elif recipe is not None and recipe.checkpoint.lower().startswith("nvidia/") and kv != "fp8":
-        kv = "fp8"  # a ModelOpt checkpoint: its quant config sets an FP8 KV cache (kv_format)
+    elif recipe is not None and modelopt_checkpoint(recipe.checkpoint) and kv != "fp8":
+        kv = "fp8"
         notes.append(f"FP8 KV cache (the recipe serves {recipe.checkpoint})")
     recv_interval = int(settings.get("recv_interval") or 1)
     memory_fraction = float(settings.get("mem_fraction") or 0.0)

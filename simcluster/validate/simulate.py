@@ -139,12 +139,10 @@ def scenario_dict(setup: Setup, pools: dict[str, PoolPlanSpec], *, seed: int = 0
     serving = {"framework": setup.framework, "mode": setup.mode, "prefix_caching": False,
                "router": "least_outstanding", "framework_profile": True,
                "kv_admission": prof.kv_admission, "first_token_at": prof.first_token_at}
-    if setup.memory_fraction and prof.kv_fraction_of_free:  # TRT-LLM: a share of what the weights leave
-        serving["kv_free_memory_fraction"] = setup.memory_fraction
-    elif setup.memory_fraction:
-        serving["gpu_memory_utilization"] = setup.memory_fraction
-        if prof.memory_fraction_static:  # the share holds weights and KV only
-            serving["activation_reserve_gb"] = 0.0
+    if setup.memory_fraction:  # the recipe's launch flag, with its framework's meaning
+        from simcluster.perf.framework import memory_share_serving
+
+        serving.update(memory_share_serving(prof, setup.memory_fraction))
     return {
         "name": f"silicon:{setup.row.id}",
         "seed": seed,
