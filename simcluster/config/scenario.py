@@ -126,6 +126,18 @@ class BatchWaitSpec(_Model):
     )
 
 
+class PoolMemorySpec(_Model):
+    """A pool's own memory settings (disaggregated deployments set them per side); each unset field
+    takes the ``serving`` section's."""
+
+    gpu_memory_utilization: Optional[float] = Field(
+        None, gt=0.0, le=1.0, description="this pool's serving.gpu_memory_utilization")
+    activation_reserve_gb: Optional[NonNegativeFloat] = Field(
+        None, description="this pool's serving.activation_reserve_gb")
+    kv_free_memory_fraction: Optional[float] = Field(
+        None, gt=0.0, le=1.0, description="this pool's serving.kv_free_memory_fraction")
+
+
 class PoolSpec(_Model):
     """A pool of identical instances. One instance = one model replica on ``layout`` GPUs."""
 
@@ -143,6 +155,9 @@ class PoolSpec(_Model):
     batch_wait: Optional[BatchWaitSpec] = Field(
         None, description="TRT-LLM delayed batching of prompts (layouts without dp); null = off"
     )
+    memory: Optional[PoolMemorySpec] = Field(
+        None, description="this pool's memory settings where they differ from the serving section's "
+        "(e.g. the prefill and decode workers of a disaggregated recipe); null = the serving section's")
 
 
 class PoolsSpec(_Model):

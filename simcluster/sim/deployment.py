@@ -91,13 +91,21 @@ def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> li
                 profile = profile.with_(decode_overhead_s=sv.step_overhead_s, decode_overhead_per_seq_s=0.0,
                                         prefill_overhead_s=sv.step_overhead_s, eager_overhead_s=0.0)
             cspec = dataclasses.replace(cspec, step_overhead_s=0.0)
-        free_fraction = sv.kv_free_memory_fraction or (profile.kv_fraction_of_free if profile is not None else None)
-        util = 1.0 if free_fraction else sv.gpu_memory_utilization
-        mkey = ("memory", cspec, util, sv.activation_reserve_gb)
+        pm = spec.memory
+
+        def _mem(name):  # the pool's own memory setting, else the serving section's
+            v = getattr(pm, name) if pm is not None else None
+            return getattr(sv, name) if v is None else v
+
+        free_fraction = _mem("kv_free_memory_fraction") or (profile.kv_fraction_of_free if profile is not None
+                                                            else None)
+        util = 1.0 if free_fraction else _mem("gpu_memory_utilization")
+        reserve_gb = _mem("activation_reserve_gb")
+        mkey = ("memory", cspec, util, reserve_gb)
         mem = cost_cache.get(mkey) if cost_cache is not None else None
         if mem is None:
             mem = memory_plan(cspec, gpu_memory_utilization=util,
-                              activation_reserve_bytes=sv.activation_reserve_gb * 1e9, field=f"pools.{role}")
+                              activation_reserve_bytes=reserve_gb * 1e9, field=f"pools.{role}")
             if cost_cache is not None:
                 cost_cache[mkey] = mem
         if free_fraction:  # the framework's KV pool is a share of the memory left after the weights

@@ -49,7 +49,7 @@ from dataclasses import dataclass, replace
 from simcluster.catalog.gpus import get_gpu
 from simcluster.catalog.models import ModelSpec, get_model, release_weight_format
 from simcluster.errors import UserError
-from simcluster.perf.framework import FrameworkProfile, default_chunk_budget, get_profile
+from simcluster.perf.framework import FrameworkProfile, default_chunk_budget, get_profile, memory_share_serving
 from simcluster.perf.layout import Layout
 from simcluster.validate.recipes import HARNESS, Recipe, harness_of, match, match_disaggregated_run
 from simcluster.validate.silicon import PoolShape, SiliconRow, ep_squared_encoding
@@ -77,6 +77,8 @@ class PoolPlanSpec:
     adp_balance: tuple | None = None
     # TRT-LLM delayed batching of prompts (pools.*.batch_wait): None, or its (key, value) pairs
     batch_wait: tuple | None = None
+    # the pool's own memory settings (pools.*.memory): None, or (key, value) pairs
+    memory: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +235,27 @@ def recipe_layout(pool: tuple, model: ModelSpec, framework: str) -> str:
     return f"tp={tp},dp=1,ep={ep},tpf={tpf},pp=1"
 
 
+def recipe_side(recipe: Recipe | None, side: str, layout: str, replicas: int, workers: int = 0) -> dict:
+    """What the recipe file of a disaggregated entry sets for the ``side`` ("prefill"/"decode") workers
+    (:mod:`simcluster.validate.srtslurm`: ``max_seqs``, ``budget``, ``mem_fraction``, in the units of the
+    framework's flags), or {} when it does not describe the simulated worker: no file, an entry of
+    another concurrency (``nearest``), or a worker whose layout is not the recipe's (the export's
+    columns split it into other instances, or a row whose own worker count ``workers`` is not the
+    entry's)."""
+    if recipe is None or recipe.nearest or replicas != 1 or not recipe.settings:
+        return {}
+    pool = recipe.prefill if side == "prefill" else recipe.decode
+    if not pool:
+        return {}
+    if workers > 0 and workers != (recipe.prefill_workers if side == "prefill" else recipe.decode_workers):
+        return {}
+    lay = Layout.parse(layout)
+    if lay.tp * max(lay.dp, 1) != int(pool[0]):
+        return {}
+    pre = f"{side}_"
+    return {k[len(pre):]: v for k, v in recipe.settings.items() if k.startswith(pre)}
+
+
 def _dp(layout: str) -> int:
     return max(1, Layout.parse(layout).dp)
 
@@ -240,25 +263,29 @@ def _dp(layout: str) -> int:
 def recipe_budget(framework: str, settings: dict, default_budget: int, concurrency: int, dp: int,
                   draft_tokens: int) -> tuple[int, int]:
     """(token budget per step, sequence cap) of an instance with ``dp`` attention ranks from the
-    launch flags of its recipe (per rank; :data:`simcluster.validate.recipes.SETTINGS`), else the
-    framework's defaults (0 for the cap). The engine counts a decode as one token of the budget:
+    launch flags of its recipe (:data:`simcluster.validate.recipes.SETTINGS`; vLLM's and TRT-LLM's per
+    attention-DP rank, SGLang's per server), else the framework's defaults (0 for the cap). The engine
+    counts a decode as one token of the budget:
 
     * vLLM ``--max-num-batched-tokens`` counts decodes as the engine does;
-    * SGLang ``--chunked-prefill-size`` bounds the prefill batch alone (decodes run beside it), so
-      the instance's concurrency is added;
+    * SGLang ``--chunked-prefill-size`` and ``--max-running-requests`` are per server: with attention
+      DP each rank gets its share (SGLang ``server_args``: ``chunked_prefill_size //= dp_size``; the
+      scheduler: ``max_running_requests // dp_size``); the chunk bounds the prefill batch alone
+      (decodes run beside it), so the instance's concurrency is added;
     * TRT-LLM ``max_num_tokens`` counts k + 1 tokens per sequence with k draft tokens, so the extra
       k per sequence of the rank's batch are taken off.
     """
     dp = max(dp, 1)
     per_rank = settings.get("budget") or default_budget
     if framework == "sglang" and settings.get("budget"):
-        b = per_rank * dp + concurrency
+        b = (int(settings["budget"]) // dp) * dp + concurrency
     elif framework == "trtllm" and settings.get("budget"):
         bs = -(-int(concurrency) // dp)
         b = max(per_rank - draft_tokens * bs, bs + 1) * dp
     else:
         b = per_rank * dp
-    seqs = int(settings["max_seqs"]) * dp if settings.get("max_seqs") else 0
+    per_server = framework == "sglang"
+    seqs = (int(settings["max_seqs"]) // (dp if per_server else 1)) * dp if settings.get("max_seqs") else 0
     return int(b), seqs
 
 
@@ -396,10 +423,31 @@ def map_row(row: SiliconRow, profiles: dict | None = None, *, _recipe: Recipe | 
             notes.append("prefill workers not given: rate-matched to the decode pool")
         per_dec = -(-conc // (n_dec or 1))
         dpp, dpd = _dp(lp), _dp(ld)
-        pools["prefill"] = PoolPlanSpec(lp, n_pre, max(profile.max_num_seqs * dpp, conc), max(budget * dpp, row.isl),
-                                        profile.chunked_prefill)
-        pools["decode"] = PoolPlanSpec(ld, n_dec, max(profile.max_num_seqs * dpd, per_dec), budget * dpd,
-                                       profile.chunked_prefill)
+        pre_seqs, pre_budget = max(profile.max_num_seqs * dpp, conc), max(budget * dpp, row.isl)
+        dec_seqs, dec_budget = max(profile.max_num_seqs * dpd, per_dec), budget * dpd
+        memory = {}
+        for side, lay, reps, given in (("prefill", lp, rp, pre.workers), ("decode", ld, rd, dec.workers)):
+            st = recipe_side(recipe, side, lay, reps, given)
+            if not st:
+                continue
+            dp = dpp if side == "prefill" else dpd
+            # a prefill worker runs no decodes beside its prompts (the decode workers sample on)
+            per = 0 if side == "prefill" else per_dec
+            tokens = spec_tokens if side == "decode" else 0
+            b, seqs = recipe_budget(row.backend, st, budget, per, dp, tokens)
+            if side == "prefill":
+                pre_budget = max(b, row.isl) if st.get("budget") else pre_budget
+                pre_seqs = seqs or pre_seqs
+            else:
+                dec_budget = max(b, seqs + 1) if st.get("budget") else dec_budget
+                dec_seqs = seqs or dec_seqs
+            if st.get("mem_fraction") and 0.0 < float(st["mem_fraction"]) <= 1.0:
+                memory[side] = tuple(sorted(memory_share_serving(profile, float(st["mem_fraction"])).items()))
+            notes.append(f"recipe file, {side}: " + ", ".join(f"{k} {v}" for k, v in sorted(st.items())))
+        pools["prefill"] = PoolPlanSpec(lp, n_pre, pre_seqs, pre_budget, profile.chunked_prefill,
+                                        memory=memory.get("prefill"))
+        pools["decode"] = PoolPlanSpec(ld, n_dec, dec_seqs, dec_budget, profile.chunked_prefill,
+                                       memory=memory.get("decode"))
         mode = "disaggregated"
     return Setup(row=row, gpu=gpu.name, model=model.name, framework=row.backend, weights=weights, kv_cache=kv,
                  mode=mode, concurrency=int(conc), pools=pools, profile=profile, notes=tuple(notes), harness=harness,

@@ -34,6 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from simcluster.validate.silicon import ep_squared_encoding
+from simcluster.validate.srtslurm import RecipeFiles, env_settings
 
 INDEX_PATH = Path(__file__).resolve().parent.parent / "data" / "validation" / "inferencex_recipes.json"
 MASTER_PATHS = (".github/configs/nvidia-master.yaml", "configs/nvidia-master.yaml")
@@ -136,6 +137,7 @@ def _entries_of(config: dict) -> list[dict]:
                     "spec": spec, "mtp": _mtp_tokens(_settings(e)) if spec == "mtp" else 0, "conc": _concs(e),
                     "tp": int(e.get("tp") or 0), "ep": int(e.get("ep") or 1), "dp": bool(e.get("dp-attn", False)),
                     "prefill": _pool(e.get("prefill")), "decode": _pool(e.get("decode")),
+                    "_raw": _settings(e) if v.get("disagg") else "",
                 }
                 if rec["conc"] and rec["prefix"] in _PREFIX.values() and hw in _HW.values():
                     out.append(rec)
@@ -182,9 +184,13 @@ def _entry_settings(repo: str, sha: str, rec: dict, blobs: dict, evaluated: dict
     return out
 
 
-def build_index(repo: str | Path, since: str = "2025-09-01", until: str = "2026-06-01") -> dict:
+def build_index(repo: str | Path, since: str = "2025-09-01", until: str = "2026-06-01",
+                srt_repo: str | Path | None = None) -> dict:
     """Every search-space entry of the master config of a clone of InferenceX committed on a day
-    in ``[since, until)``, with the first and last date it was in force. Days are the commits' own
+    in ``[since, until)``, with the first and last date it was in force. Single-node entries carry
+    what their launch scripts set; disaggregated entries what their srt-slurm recipe file sets
+    (:mod:`simcluster.validate.srtslurm`; read from the clone ``srt_repo``, at the version in force
+    on the day of the master config's commit) and their ``..._SETTING=N`` settings. Days are the commits' own
     (author) dates in their own time zones, the dates the index records: git would read a bare
     ``--until`` date as that day at the current time of day, and the index would depend on when it
     was built."""
@@ -197,6 +203,9 @@ def build_index(repo: str | Path, since: str = "2025-09-01", until: str = "2026-
     blobs: dict = {}
     evaluated: dict = {}
     head = subprocess.check_output(["git", "-C", repo, "rev-parse", "HEAD"]).decode().strip()
+    files = RecipeFiles(str(srt_repo)) if srt_repo else None
+    srt_head = (subprocess.check_output(["git", "-C", str(srt_repo), "rev-parse", "HEAD"]).decode().strip()
+                if srt_repo else None)
     for path in MASTER_PATHS:
         lo = (_dt.date.fromisoformat(since) - _dt.timedelta(days=2)).isoformat()
         hi = (_dt.date.fromisoformat(until) + _dt.timedelta(days=2)).isoformat()
@@ -213,8 +222,12 @@ def build_index(repo: str | Path, since: str = "2025-09-01", until: str = "2026-
             except Exception:  # noqa: BLE001 - a broken historical file is skipped
                 continue
             for rec in _entries_of(config):
+                raw = rec.pop("_raw")
                 if not rec["disagg"]:
                     rec["settings"] = _entry_settings(repo, sha, rec, blobs, evaluated)
+                else:
+                    st = files.settings(raw, date) if files is not None else env_settings(raw)
+                    rec["settings"] = [st] * len(rec["conc"]) if st else []
                 k = json.dumps(rec, sort_keys=True)
                 if k in seen:
                     seen[k]["first"] = min(seen[k]["first"], date)
@@ -225,6 +238,8 @@ def build_index(repo: str | Path, since: str = "2025-09-01", until: str = "2026-
     return {
         "source": {"repository": "https://github.com/SemiAnalysisAI/InferenceX", "license": "Apache-2.0",
                    "files": list(MASTER_PATHS), "head": head, "since": since, "until": until,
+                   **({"recipe_files": {"repository": "https://github.com/NVIDIA/srt-slurm", "license": "Apache-2.0",
+                                        "head": srt_head}} if srt_repo else {}),
                    "built_by": "python -m simcluster.validate.recipes build"},
         "entries": entries,
     }
@@ -444,9 +459,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("repo")
     b.add_argument("--since", default="2025-09-01")
     b.add_argument("--until", default="2026-06-01")
+    b.add_argument("--srt-slurm", default=None, help="a clone of github.com/NVIDIA/srt-slurm: the recipe files "
+                   "of the disaggregated entries")
     b.add_argument("-o", "--out", default=str(INDEX_PATH))
     args = ap.parse_args(argv)
-    idx = build_index(args.repo, args.since, args.until)
+    idx = build_index(args.repo, args.since, args.until, args.srt_slurm)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     packed = _pack(idx)

@@ -136,6 +136,8 @@ def scenario_dict(setup: Setup, pools: dict[str, PoolPlanSpec], *, seed: int = 0
             pool_sections[role]["attention_dp_balance"] = dict(p.adp_balance)
         if p.batch_wait is not None:
             pool_sections[role]["batch_wait"] = dict(p.batch_wait)
+        if p.memory is not None:
+            pool_sections[role]["memory"] = dict(p.memory)
     serving = {"framework": setup.framework, "mode": setup.mode, "prefix_caching": False,
                "router": "least_outstanding", "framework_profile": True,
                "kv_admission": prof.kv_admission, "first_token_at": prof.first_token_at}
