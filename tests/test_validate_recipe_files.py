@@ -174,6 +174,12 @@ def test_a_pool_memory_section_sets_that_pool_s_kv_pool_only():
     }
     plans = {p.role: p for p in build_pools(Scenario.model_validate(data))}
     assert plans["decode"].kv_capacity_tokens == pytest.approx(plans["prefill"].kv_capacity_tokens / 2, rel=1e-3)
+    # a cap (SGLang --max-total-tokens) below what memory holds is the pool; one above it changes nothing
+    full = plans["prefill"].kv_capacity_tokens
+    for cap, want in ((1000, 1000), (full * 10, full)):
+        data["pools"]["prefill"]["memory"] = {"max_kv_tokens": cap}
+        plans = {p.role: p for p in build_pools(Scenario.model_validate(data))}
+        assert plans["prefill"].kv_capacity_tokens == want
 
 
 def _dev_rows():

@@ -136,6 +136,9 @@ class PoolMemorySpec(_Model):
         None, description="this pool's serving.activation_reserve_gb")
     kv_free_memory_fraction: Optional[float] = Field(
         None, gt=0.0, le=1.0, description="this pool's serving.kv_free_memory_fraction")
+    max_kv_tokens: Optional[PositiveInt] = Field(
+        None, description="a cap on each instance's KV pool, tokens: the pool is the smaller of this and what "
+        "memory holds (SGLang --max-total-tokens × the instance's attention-DP ranks); null = no cap")
 
 
 class PoolSpec(_Model):

@@ -111,6 +111,10 @@ def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> li
         if free_fraction:  # the framework's KV pool is a share of the memory left after the weights
             mem = dataclasses.replace(mem, kv_capacity_tokens=int(mem.kv_capacity_tokens * free_fraction),
                                       kv_bytes_per_gpu=mem.kv_bytes_per_gpu * free_fraction)
+        if pm is not None and pm.max_kv_tokens and pm.max_kv_tokens < mem.kv_capacity_tokens:
+            share = pm.max_kv_tokens / mem.kv_capacity_tokens
+            mem = dataclasses.replace(mem, kv_capacity_tokens=int(pm.max_kv_tokens),
+                                      kv_bytes_per_gpu=mem.kv_bytes_per_gpu * share)
         if scenario.cost.source == "constant":
             cost = ConstantStepCost(scenario.cost.constant_step_s)
         else:

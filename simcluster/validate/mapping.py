@@ -237,7 +237,7 @@ def recipe_layout(pool: tuple, model: ModelSpec, framework: str) -> str:
 
 def recipe_side(recipe: Recipe | None, side: str, layout: str, replicas: int, workers: int = 0) -> dict:
     """What the recipe file of a disaggregated entry sets for the ``side`` ("prefill"/"decode") workers
-    (:mod:`simcluster.validate.srtslurm`: ``max_seqs``, ``budget``, ``mem_fraction``, in the units of the
+    (:mod:`simcluster.validate.srtslurm`: ``max_seqs``, ``budget``, ``mem_fraction``, ``max_tokens``, in the units of the
     framework's flags), or {} when it does not describe the simulated worker: no file, an entry of
     another concurrency (``nearest``), or a worker whose layout is not the recipe's (the export's
     columns split it into other instances, or a row whose own worker count ``workers`` is not the
@@ -441,8 +441,13 @@ def map_row(row: SiliconRow, profiles: dict | None = None, *, _recipe: Recipe | 
             else:
                 dec_budget = max(b, seqs + 1) if st.get("budget") else dec_budget
                 dec_seqs = seqs or dec_seqs
+            mem: dict = {}
             if st.get("mem_fraction") and 0.0 < float(st["mem_fraction"]) <= 1.0:
-                memory[side] = tuple(sorted(memory_share_serving(profile, float(st["mem_fraction"])).items()))
+                mem.update(memory_share_serving(profile, float(st["mem_fraction"])))
+            if st.get("max_tokens"):  # SGLang --max-total-tokens: each attention-DP rank's pool
+                mem["max_kv_tokens"] = int(st["max_tokens"]) * dp
+            if mem:
+                memory[side] = tuple(sorted(mem.items()))
             notes.append(f"recipe file, {side}: " + ", ".join(f"{k} {v}" for k, v in sorted(st.items())))
         pools["prefill"] = PoolPlanSpec(lp, n_pre, pre_seqs, pre_budget, profile.chunked_prefill,
                                         memory=memory.get("prefill"))
