@@ -67,9 +67,9 @@ def test_an_sglang_memory_share_holds_weights_and_kv_only():
 
     setup = map_row(_dev_rows()[1024])
     assert setup.recipe == "dsr1-fp8-b200-sglang" and setup.kv_cache == "fp8"
-    assert setup.memory_fraction == pytest.approx(0.95)
     sc, plan = _plan(setup)
-    assert sc.serving.gpu_memory_utilization == pytest.approx(0.95) and sc.serving.activation_reserve_gb == 0
+    mem = sc.pools.colocated.memory
+    assert mem.gpu_memory_utilization == pytest.approx(0.95) and mem.activation_reserve_gb == 0
     kv_bytes_per_token = 61 * (512 + 64) * 1  # DeepSeek-V3 config: kv_lora_rank + qk_rope_head_dim, FP8
     free = 0.95 * get_gpu("b200_sxm").memory_bytes - _weights_per_gpu(setup, sc)
     assert plan.kv_capacity_tokens == pytest.approx(free / kv_bytes_per_token, abs=1)
@@ -85,8 +85,8 @@ def test_a_trtllm_memory_share_is_of_the_memory_the_weights_leave():
     from simcluster.validate.mapping import map_row
 
     setup = map_row(_dev_rows()[2099])
-    assert setup.framework == "trtllm" and setup.memory_fraction == pytest.approx(0.8)
     sc, plan = _plan(setup)
+    assert setup.framework == "trtllm" and sc.pools.colocated.memory.kv_free_memory_fraction == pytest.approx(0.8)
     free = (get_gpu("b200_sxm").memory_bytes - sc.serving.activation_reserve_gb * 1e9
             - _weights_per_gpu(setup, sc))
     kv_bytes_per_token = 61 * (512 + 64) * 1

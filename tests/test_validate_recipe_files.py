@@ -208,3 +208,13 @@ def test_a_measured_deployment_with_more_clients_than_decode_slots_queues_as_mea
     wait = (setup.concurrency - 24) * osl * pred.tpot_ms / 24
     assert math.isclose(pred.ttft_ms, wait, rel_tol=0.35)
     assert math.isclose(pred.ttft_ms, row.ttft_ms, rel_tol=0.30)
+
+
+def test_building_the_index_from_a_folder_that_is_not_a_clone_is_a_user_error(tmp_path, capsys):
+    from simcluster.validate.recipes import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["build", str(tmp_path), "-o", str(tmp_path / "index.json")])
+    assert exc.value.code == 2
+    assert "is not a git clone" in capsys.readouterr().err
+    assert not (tmp_path / "index.json").exists()

@@ -77,7 +77,8 @@ class PoolPlanSpec:
     adp_balance: tuple | None = None
     # TRT-LLM delayed batching of prompts (pools.*.batch_wait): None, or its (key, value) pairs
     batch_wait: tuple | None = None
-    # the pool's own memory settings (pools.*.memory): None, or (key, value) pairs
+    # the pool's own memory settings (pools.*.memory: the recipe's memory share with its framework's
+    # meaning, a KV cap): None (the framework's defaults), or (key, value) pairs
     memory: tuple | None = None
 
 
@@ -102,9 +103,6 @@ class Setup:
     recipe: str = ""  # the harness recipe the row was matched to
     recipe_ambiguous: bool = False  # the recipes in force list the point with and without MTP (taken as MTP)
     recv_interval: int = 1  # SGLang --scheduler-recv-interval: steps between polls for new requests
-    # the recipe's memory share (vLLM --gpu-memory-utilization, SGLang --mem-fraction-static, TRT-LLM
-    # free_gpu_memory_fraction); 0 = the framework's default
-    memory_fraction: float = 0.0
 
     @property
     def config_key(self) -> tuple:
@@ -256,6 +254,19 @@ def recipe_side(recipe: Recipe | None, side: str, layout: str, replicas: int, wo
     return {k[len(pre):]: v for k, v in recipe.settings.items() if k.startswith(pre)}
 
 
+def pool_memory(profile: FrameworkProfile, fraction, max_tokens: int = 0) -> tuple | None:
+    """A pool's ``memory`` section (sorted items) from a recipe's memory share, with its framework's
+    meaning (:func:`~simcluster.perf.framework.memory_share_serving`; a share outside (0, 1], which
+    only a mis-read script could give, is left out), and a cap on its KV pool in tokens (SGLang
+    ``--max-total-tokens`` × attention-DP ranks); None when neither is given."""
+    mem: dict = {}
+    if fraction and 0.0 < float(fraction) <= 1.0:
+        mem.update(memory_share_serving(profile, float(fraction)))
+    if max_tokens:
+        mem["max_kv_tokens"] = int(max_tokens)
+    return tuple(sorted(mem.items())) or None
+
+
 def _dp(layout: str) -> int:
     return max(1, Layout.parse(layout).dp)
 
@@ -341,9 +352,6 @@ def map_row(row: SiliconRow, profiles: dict | None = None, *, _recipe: Recipe | 
         kv = "fp8"
         notes.append(f"FP8 KV cache (the recipe serves {recipe.checkpoint})")
     recv_interval = int(settings.get("recv_interval") or 1)
-    memory_fraction = float(settings.get("mem_fraction") or 0.0)
-    if not 0.0 < memory_fraction <= 1.0:
-        memory_fraction = 0.0
     pools: dict[str, PoolPlanSpec] = {}
     if row.mode == "agg":
         shape = row.agg
@@ -378,7 +386,8 @@ def map_row(row: SiliconRow, profiles: dict | None = None, *, _recipe: Recipe | 
                   ("max_tokens_ratio", float(settings["bw_max_tokens_ratio"])))
             notes.append(f"delayed batching: timeout_iters {bw[0][1]}, max_tokens_ratio {bw[1][1]}")
         pools["colocated"] = PoolPlanSpec(layout, replicas, seqs or max(profile.max_num_seqs * dp, per), b_agg,
-                                          profile.chunked_prefill, adp, bw)
+                                          profile.chunked_prefill, adp, bw,
+                                          pool_memory(profile, settings.get("mem_fraction")))
         mode = "colocated"
     else:
         pre, dec = row.prefill, row.decode
@@ -441,13 +450,8 @@ def map_row(row: SiliconRow, profiles: dict | None = None, *, _recipe: Recipe | 
             else:
                 dec_budget = max(b, seqs + 1) if st.get("budget") else dec_budget
                 dec_seqs = seqs or dec_seqs
-            mem: dict = {}
-            if st.get("mem_fraction") and 0.0 < float(st["mem_fraction"]) <= 1.0:
-                mem.update(memory_share_serving(profile, float(st["mem_fraction"])))
-            if st.get("max_tokens"):  # SGLang --max-total-tokens: each attention-DP rank's pool
-                mem["max_kv_tokens"] = int(st["max_tokens"]) * dp
-            if mem:
-                memory[side] = tuple(sorted(mem.items()))
+            # SGLang --max-total-tokens caps each attention-DP rank's pool
+            memory[side] = pool_memory(profile, st.get("mem_fraction"), int(st.get("max_tokens") or 0) * dp)
             notes.append(f"recipe file, {side}: " + ", ".join(f"{k} {v}" for k, v in sorted(st.items())))
         pools["prefill"] = PoolPlanSpec(lp, n_pre, pre_seqs, pre_budget, profile.chunked_prefill,
                                         memory=memory.get("prefill"))
@@ -457,5 +461,4 @@ def map_row(row: SiliconRow, profiles: dict | None = None, *, _recipe: Recipe | 
     return Setup(row=row, gpu=gpu.name, model=model.name, framework=row.backend, weights=weights, kv_cache=kv,
                  mode=mode, concurrency=int(conc), pools=pools, profile=profile, notes=tuple(notes), harness=harness,
                  spec_tokens=int(spec_tokens), range_ratio=range_ratio, recipe=recipe.key if recipe else "",
-                 recv_interval=recv_interval, recipe_ambiguous=bool(recipe is not None and recipe.ambiguous),
-                 memory_fraction=memory_fraction)
+                 recv_interval=recv_interval, recipe_ambiguous=bool(recipe is not None and recipe.ambiguous))

@@ -463,6 +463,12 @@ def main(argv: list[str] | None = None) -> int:
                    "of the disaggregated entries")
     b.add_argument("-o", "--out", default=str(INDEX_PATH))
     args = ap.parse_args(argv)
+    import subprocess
+
+    for name, repo in (("repo", args.repo), ("--srt-slurm", args.srt_slurm)):
+        if repo is not None and subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"],
+                                               capture_output=True).returncode != 0:
+            ap.exit(2, f"{ap.prog}: {name}: {repo} is not a git clone (git rev-parse HEAD failed)\n")
     idx = build_index(args.repo, args.since, args.until, args.srt_slurm)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -141,10 +141,6 @@ def scenario_dict(setup: Setup, pools: dict[str, PoolPlanSpec], *, seed: int = 0
     serving = {"framework": setup.framework, "mode": setup.mode, "prefix_caching": False,
                "router": "least_outstanding", "framework_profile": True,
                "kv_admission": prof.kv_admission, "first_token_at": prof.first_token_at}
-    if setup.memory_fraction:  # the recipe's launch flag, with its framework's meaning
-        from simcluster.perf.framework import memory_share_serving
-
-        serving.update(memory_share_serving(prof, setup.memory_fraction))
     return {
         "name": f"silicon:{setup.row.id}",
         "seed": seed,

@@ -118,6 +118,7 @@ class RecipeFiles:
         self.repo = str(repo)
         self._log: dict[str, list[tuple[str, str]]] = {}
         self._text: dict[tuple[str, str], str | None] = {}
+        self._parsed: dict[tuple, dict] = {}
 
     def _git(self, *args: str) -> str:
         return subprocess.check_output(["git", "-C", self.repo, *args], stderr=subprocess.DEVNULL).decode(
@@ -143,34 +144,39 @@ class RecipeFiles:
                 self._text[key] = None
         return self._text[key]
 
-    def text(self, path: str, day: str) -> str | None:
-        """The file as of ``day``: its last version on or before it (a commit that deleted it does
-        not count), else its first version after it."""
+    def version(self, path: str, day: str) -> str | None:
+        """The commit of the file as of ``day``: its last version on or before it (a commit that
+        deleted it does not count), else its first version after it; None if it never existed."""
         versions = self._versions(path)
         before = [v for v in versions if v[1] <= day]
         after = [v for v in versions if v[1] > day]
         for sha, _ in [*reversed(before), *after]:
-            text = self._show(sha, path)
-            if text is not None:
-                return text
+            if self._show(sha, path) is not None:
+                return sha
         return None
 
     def settings(self, settings: str, day: str) -> dict:
         """What the entry's ``CONFIG_FILE`` (as of ``day``) and ``..._SETTING=N`` settings set."""
-        import yaml
-
         out = env_settings(settings)
         ref = config_ref(settings)
         if ref is None:
             return out
         path, section, index = ref
-        text = self.text(path.replace("recipies/", "recipes/"), day)
-        if text is None:
+        path = path.replace("recipies/", "recipes/")
+        sha = self.version(path, day)
+        if sha is None:
             return out
+        key = (sha, path, section, index)
+        if key not in self._parsed:  # one file version is named by many entries of many master commits
+            self._parsed[key] = self._file_settings(self._show(sha, path), section, index)
+        return {**self._parsed[key], **out}
+
+    @staticmethod
+    def _file_settings(text: str, section: str, index: int) -> dict:
+        import yaml
+
         try:
             doc = yaml.safe_load(text)
         except yaml.YAMLError:
-            return out
-        if isinstance(doc, dict):
-            out = {**pool_settings(resolve(doc, section, index)), **out}
-        return out
+            return {}
+        return pool_settings(resolve(doc, section, index)) if isinstance(doc, dict) else {}
