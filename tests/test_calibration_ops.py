@@ -271,3 +271,40 @@ def test_trtllm_prices_expert_tp_as_the_expert_parallelism_of_equal_work_where_i
         ops = CalibratedOps(GPUS["b200_sxm"], framework=fw)
         ops.moe(32, *ds, 8, 1, "fp8_block")
         assert "as EP" not in ops.last_detail
+
+
+@pytest.mark.parametrize("fw,gpu", [("sglang", "b200_sxm"), ("sglang", "h200_sxm"), ("vllm", "b200_sxm")])
+def test_expert_tp_streams_weights_no_faster_than_the_gpu_memory_allows(fw, gpu):
+    # DeepSeek's experts (hidden 7168, inter 2048, top-8 of 256), block FP8 (1 byte per weight),
+    # balanced routing. At 64-128 tokens every expert receives tokens, so each GPU of an expert-TP-k
+    # group reads all 256 experts' 1/k slices: 256 x 3 x 7168 x 2048 / k bytes. No kernel reads them
+    # faster than the datasheet HBM bandwidth (independent truth: the catalog's mem_bw_Bps).
+    ops = CalibratedOps(GPUS[gpu], framework=fw)
+    ds = (7168, 2048, 8, 256)
+    peak = GPUS[gpu].mem_bw_Bps
+    for k in (2, 4, 8):
+        for tokens in (64, 128):
+            t = ops.moe(tokens, *ds, k, 1, "fp8_block")
+            assert 256 * 3 * 7168 * 2048 / k / t <= peak
+            # the bound is the measured EP point of the same bytes per GPU, never a cheaper answer
+            assert t >= ops.moe(tokens, *ds, 1, k, "fp8_block")
+
+
+def test_expert_tp_keeps_the_tables_tp_axis_where_the_experts_are_not_weight_streaming():
+    # Above 16 tokens per expert (here 8,192 tokens x 8 / 256 = 256) the measured tp axis answers,
+    # both where it is faster and where it is slower than EP of equal work.
+    ops = CalibratedOps(GPUS["b200_sxm"], framework="sglang")
+    ds = (7168, 2048, 8, 256)
+    ops.moe(8192, *ds, 8, 1, "fp8_block")
+    assert "no faster than EP" not in ops.last_detail
+    ops.moe(64, *ds, 8, 1, "fp8_block")
+    assert "no faster than EP" in ops.last_detail
+    # the regime edge is per expert: 512 tokens x 8 / 256 = 16 is inside, 520 tokens outside
+    ops.moe(512, *ds, 8, 1, "fp8_block")
+    assert "no faster than EP" in ops.last_detail
+    ops.moe(520, *ds, 8, 1, "fp8_block")
+    assert "no faster than EP" not in ops.last_detail
+    # the vectorised path gives the scalar answers
+    tokens = np.array([8, 64, 512, 520, 8192])
+    many = ops.moe_many(tokens, *ds, np.full(5, 8), np.ones(5), "fp8_block")
+    assert np.allclose(many, [ops.moe(int(x), *ds, 8, 1, "fp8_block") for x in tokens])

@@ -66,6 +66,19 @@ IB_EFFICIENCY = 0.8
 # clients, the same three length pairs: 5.9-7.5 ms TPOT against 8.0-10.5 ms). SGLang's rows were tried
 # the same way and not adopted (docs/calibration.md, docs/validation.md "The latest changes").
 MOE_TP_AS_EP_FRAMEWORKS = ("trtllm",)
+# Where a MoE layer streams weights (at most this many tokens per expert, tokens x top-k / experts:
+# at most 2 x 16 FLOP per weight byte at FP8, under a tenth of the ridge point of every GPU in the
+# catalog), expert TP k and EP k of equal work read the same bytes per GPU, and 1/k-wide slices of
+# every expert stream them no faster than whole experts. So in that regime an expert-TP query is
+# answered no faster than the table's measured EP point of equal work (CalibratedOps.moe, .moe_many).
+# The tables break this bound: SGLang's FlashInfer TRTLLM-gen block-FP8 table for DeepSeek's experts
+# (B200, balanced routing, 64 tokens: every expert active, 1.41 GB per GPU) puts expert TP 8 at
+# 0.156 ms = 9.0 TB/s, above B200's 7.7 TB/s, where EP 8 of the same bytes takes 0.345 ms; SGLang's
+# Hopper Triton table likewise puts TP 8 at 5.7 TB/s on H200 (4.8 TB/s). Measured SGLang deployments
+# side with the bound: DeepSeek on B200 with expert TP decodes at 0.64-0.68 of the simulated speed
+# under the table's tp axis, against 0.96-1.00 for the EP layouts of the same recipes
+# (docs/validation.md, "This session: expert TP in the weight-streaming regime").
+MOE_TP_FLOOR_TOKENS_PER_EXPERT = 16.0
 _FOLD_NOTES: dict[tuple, str] = {}  # provenance note of a folded (tp, ep)
 
 # Extra latency per tree level (ceil(log2 N)) across the scale-out network (NIC + switch hop),
@@ -654,6 +667,13 @@ class CalibratedOps:
         tab, key, floor, detail, lookup_roof = loc
         tp, ep, folded = self._moe_fold_tp(tab, key, tp, ep)
         t, code = tab.predict1(key, (tokens, tp, ep), lookup_roof)
+        if (tp > 1 and tokens * topk <= MOE_TP_FLOOR_TOKENS_PER_EXPERT * n_experts
+                and tp * ep <= self._moe_span(tab, key)[1]):
+            # weight streaming: no faster than EP of equal work (MOE_TP_FLOOR_TOKENS_PER_EXPERT)
+            t_ep, code_ep = tab.predict1(key, (tokens, 1, tp * ep), lookup_roof)
+            if t_ep > t:
+                t, code = t_ep, code_ep
+                folded = "; expert TP no faster than EP of equal work (weight streaming)"
         return self._finish1(t, code, floor, detail + folded)
 
     @staticmethod
@@ -669,6 +689,13 @@ class CalibratedOps:
             eps.append(2.0 ** g.axes[2][-1])
         return min(tps), min(eps)
 
+    def _moe_span(self, tab: OpTable, key) -> tuple[float, float]:
+        """(largest tp, largest ep) measured for ``key``, cached; (0, 0) if unresolved."""
+        span = self._moe_tp_spans.get(key)
+        if span is None:
+            span = self._moe_tp_spans[key] = self._moe_tp_span(tab, key) or (0.0, 0.0)
+        return span
+
     def _moe_fold_tp(self, tab: OpTable, key, tp, ep):
         """Expert tensor parallelism priced as the expert parallelism of the same work per GPU.
 
@@ -683,10 +710,7 @@ class CalibratedOps:
         :data:`MOE_TP_AS_EP_FRAMEWORKS`, and any table they are routed to) this answer is taken even
         where the table has a tp axis (their deployments' expert TP does not run at the table's tp
         cost). Returns (tp, ep, a note for the detail)."""
-        span = self._moe_tp_spans.get(key)
-        if span is None:
-            span = self._moe_tp_spans[key] = self._moe_tp_span(tab, key) or (0.0, 0.0)
-        max_tp, max_ep = span
+        max_tp, max_ep = self._moe_span(tab, key)
         if max_tp != 1.0 and not self.moe_tp_as_ep:
             return tp, ep, ""
         if isinstance(tp, np.ndarray):
@@ -725,6 +749,17 @@ class CalibratedOps:
         tp_f, ep_f, folded = self._moe_fold_tp(tab, key, axes[1], axes[2])
         axes = [axes[0], np.asarray(tp_f, dtype=np.float64), np.asarray(ep_f, dtype=np.float64)]
         t, code = tab.predict(key, axes, lookup_roof)
+        eq = axes[1] * axes[2]
+        low = ((axes[1] > 1) & (axes[0] * topk <= MOE_TP_FLOOR_TOKENS_PER_EXPERT * n_experts)
+               & (eq <= self._moe_span(tab, key)[1]))
+        if low.any():  # weight streaming: no faster than EP of equal work (MOE_TP_FLOOR_TOKENS_PER_EXPERT)
+            idx = np.flatnonzero(low)
+            t_ep, code_ep = tab.predict(key, [axes[0][idx], np.ones(len(idx)), eq[idx]], lookup_roof)
+            up = t_ep > t[idx]
+            if up.any():
+                t, code = np.array(t, copy=True), np.array(code, copy=True)
+                t[idx[up]], code[idx[up]] = t_ep[up], code_ep[up]
+                folded += "; expert TP no faster than EP of equal work (weight streaming)"
         return self._finish(t, code, floor, detail + folded).reshape(shape)
 
     # ------------------------------------------------------------------ collectives
