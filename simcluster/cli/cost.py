@@ -67,6 +67,9 @@ def _check(cond: bool, flag: str, msg: str) -> None:
               help="Helix All-to-All payload for MLA models.")
 @click.option("--n-stat", type=int, default=1, show_default=True, help="Softmax statistics per head in the A2A.")
 @click.option("--moe-imbalance", type=float, default=None, help="Busiest EP rank load over the mean.")
+@click.option("--moe-a2a", type=click.Choice(["default", "deepep"]), default="default", show_default=True,
+              help="Expert exchange and kernels: deepep = DeepEP with DeepGEMM grouped GEMMs (scenario "
+                   "pools.*.moe_a2a).")
 @click.option("--step-overhead", type=float, default=None, help="Host overhead per step, seconds.")
 @click.option("--allow-cross-domain", is_flag=True, help="Allow collective groups larger than an NVLink domain.")
 @click.option("--gpu-memory-utilization", type=float, default=0.9, show_default=True)
@@ -75,7 +78,7 @@ def _check(cond: bool, flag: str, msg: str) -> None:
                    "analytic roofline. --sol implies roofline.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def cost(gpu, model, weights, kv, activations, phase, batch, context, tokens, layout, hop_b, exchange_model,
-         framework, sol, kv_budget, resmoe_keep, a2a_payload, n_stat, moe_imbalance, step_overhead,
+         framework, sol, kv_budget, resmoe_keep, a2a_payload, n_stat, moe_imbalance, moe_a2a, step_overhead,
          allow_cross_domain, gpu_memory_utilization, source, as_json):
     """Latency of one step of one configuration, broken down by op and phase."""
     from simcluster.perf.layout import Layout
@@ -105,7 +108,7 @@ def cost(gpu, model, weights, kv, activations, phase, batch, context, tokens, la
 
         ops = CalibratedOps(gpu_spec, framework=framework if framework != "ideal" else "vllm")
         if profile is not None:  # the framework's kernel routes and custom all-reduce, as the simulator prices
-            ops = FrameworkOps(ops, profile, node_gpus=gpu_spec.gpus_per_node)
+            ops = FrameworkOps(ops, profile, node_gpus=gpu_spec.gpus_per_node, moe_a2a=moe_a2a)
     try:
         spec = CostSpec(gpu_spec, model_spec, weights, kv, activations, lay, framework=framework, hop_b=hop_b, ops=ops,
                         kv_eviction_budget=kv_budget, resmoe_keep=resmoe_keep, a2a_payload=a2a_payload,
@@ -134,7 +137,7 @@ def cost(gpu, model, weights, kv, activations, phase, batch, context, tokens, la
             "activations": spec.activations, "layout": str(lay), "layout_kind": lay.kind, "gpus": lay.gpus,
             "framework": spec.framework, "hop_b": hop_b, "exchange_model": exchange_model, "sol": sol,
             "kv_eviction_budget": kv_budget, "resmoe_keep": resmoe_keep, "a2a_payload": a2a_payload,
-            "a2a_n_stat": n_stat, "hbm_Bps_effective": c.roof.mem_Bps,
+            "a2a_n_stat": n_stat, "moe_a2a": moe_a2a, "hbm_Bps_effective": c.roof.mem_Bps,
             "source": "roofline(sol)" if sol else source,
         },
         "executes": {"gemm": c.gemm_executes, "attention": c.attn_executes,

@@ -161,6 +161,11 @@ class PoolSpec(_Model):
     memory: Optional[PoolMemorySpec] = Field(
         None, description="this pool's memory settings where they differ from the serving section's "
         "(e.g. the prefill and decode workers of a disaggregated recipe); null = the serving section's")
+    moe_a2a: Literal["default", "deepep"] = Field(
+        "default", description="how the pool's expert-parallel MoE layers exchange tokens and which expert "
+        "kernels they run: default = the framework's own MoE kernel; deepep = DeepEP dispatch/combine with "
+        "DeepGEMM grouped GEMMs (SGLang --moe-a2a-backend deepep, vLLM --all2all-backend deepep_*): "
+        "block-FP8 experts on Blackwell are priced from the measured DeepGEMM table (docs/perf.md)")
 
 
 class PoolsSpec(_Model):

@@ -297,8 +297,8 @@ PROFILES: dict[str, FrameworkProfile] = {
             ("b200_sxm", "mla-moe:nvfp4", 0.85, 0.7),
             ("b200_sxm", "moe", 0.8, 2.0),
             ("b200_sxm", "moe:fp8_block", 0.8, 2.0),
-            ("gb200", "mla-moe", 0.5, 0.7),
-            ("gb200", "mla-moe:fp8_block", 0.5, 0.5),
+            ("gb200", "mla-moe", 0.8, 0.85),
+            ("gb200", "mla-moe:fp8_block", 1.0, 0.7),
             ("gb200", "mla-moe:nvfp4", 0.5, 1.2),
             ("h100_sxm", "dense", 1.0, 0.6),
             ("h100_sxm", "dense:bf16", 1.0, 0.6),
@@ -457,6 +457,17 @@ KERNEL_ROUTES = {
                          "answer": ("faster_of", "vllm")},
 }
 
+# Pools whose experts exchange tokens with DeepEP (scenario pools.*.moe_a2a: deepep; SGLang
+# --moe-a2a-backend deepep, vLLM --all2all-backend deepep_*) run their block-FP8 experts as DeepGEMM
+# grouped GEMMs, not the framework's fused MoE kernel. On Blackwell the measured DeepGEMM MoE table is
+# TRT-LLM's (its collector's only block-FP8 MoE source on B200 and GB200); SGLang's and vLLM's
+# block-FP8 tables hold FlashInfer's TRTLLM-gen kernel, which at prefill and wide-EP decode sizes the
+# DeepGEMM table undercuts 10-17x (GB200, DeepSeek experts, EP 32, 8,192 tokens: 3.24 ms against
+# 0.18 ms per layer; 0.18 ms is 20 % of the FP8 peak, 3.24 ms 1 %). Hopper has no DeepGEMM MoE table:
+# there the framework's own table answers. (op, formats, GPUs) -> the framework whose table answers.
+DEEPEP_MOE_ROUTES = (("moe", ("fp8_block",), BLACKWELL, "trtllm"),)
+MOE_A2A = ("default", "deepep")
+
 
 class FrameworkOps:
     """An op-cost model as a framework calls the ops: TP all-reduces over NVLink use the framework's
@@ -464,7 +475,7 @@ class FrameworkOps:
     enough; a few ops answer from the kernel the framework's recipes run (:data:`KERNEL_ROUTES`);
     every other op is answered by the wrapped model unchanged."""
 
-    def __init__(self, ops, profile: FrameworkProfile, node_gpus: int = 8) -> None:
+    def __init__(self, ops, profile: FrameworkProfile, node_gpus: int = 8, moe_a2a: str = "default") -> None:
         self._ops = ops
         self._profile = profile
         self._node_gpus = node_gpus
@@ -473,6 +484,12 @@ class FrameworkOps:
         fw = getattr(ops, "framework", None)
         self._routes = {(r["op"], f): r["answer"] for r in KERNEL_ROUTES.values()
                         if fw == r["framework"] and gpu in r["gpus"] for f in r["formats"]}
+        if moe_a2a not in MOE_A2A:
+            raise UserError(f"moe_a2a must be one of {', '.join(MOE_A2A)}, got {moe_a2a!r}", where="moe_a2a")
+        if moe_a2a == "deepep":
+            for op, formats, gpus, answer in DEEPEP_MOE_ROUTES:
+                if gpu in gpus and fw != answer:
+                    self._routes.update({(op, f): ("framework", answer) for f in formats})
 
     def __getattr__(self, name):
         return getattr(self._ops, name)
@@ -521,6 +538,11 @@ class FrameworkOps:
     def _moe(self, many: bool, tokens, hidden, inter, topk, n_experts, tp, ep, fmt, distribution="balanced"):
         r = self._route("moe", fmt)
         name = "moe_many" if many else "moe"
+        if r is not None and r[0] == "framework":  # another framework's measured kernel (DeepEP pools)
+            o = self._other(r[1])
+            t = getattr(o, name)(tokens, hidden, inter, topk, n_experts, tp, ep, fmt, distribution)
+            self._provenance(o)
+            return t
         if r is not None and r[0] == "format":
             fmt = r[1]
         t = getattr(self._ops, name)(tokens, hidden, inter, topk, n_experts, tp, ep, fmt, distribution)

@@ -79,11 +79,25 @@ def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> li
         layout = Layout.parse(spec.layout, field=f"pools.{role}.layout")
         layout.validate(model, domain_size=domain, allow_cross_domain=scenario.cluster.allow_cross_domain,
                         field=f"pools.{role}.layout")
+        pool_ops = ops
+        if spec.moe_a2a != "default" and (profile is None or ops is None):
+            raise UserError(f"moe_a2a {spec.moe_a2a!r} prices the expert kernels of the framework's deployments, "
+                            "which needs serving.framework_profile: true and cost.source: calibrated",
+                            where=f"pools.{role}.moe_a2a")
+        if spec.moe_a2a != "default":
+            from simcluster.perf.framework import FrameworkOps
+
+            akey = ("framework_ops", gpu.name, sv.framework, profile, spec.moe_a2a)
+            pool_ops = cost_cache.get(akey) if cost_cache is not None else None
+            if pool_ops is None:
+                pool_ops = FrameworkOps(ops._ops, profile, node_gpus=ops._node_gpus, moe_a2a=spec.moe_a2a)
+                if cost_cache is not None:
+                    cost_cache[akey] = pool_ops
         cspec = CostSpec(
             gpu=gpu, model=model, weights=weights.name, kv=kv_fmt.name, activations=act.name,
             layout=layout, framework=sv.framework, hop_b=sv.hop_b,
             kv_eviction_budget=scenario.model.kv_eviction_budget, resmoe_keep=scenario.model.resmoe_keep,
-            ops=ops, nvlink_domain_size=domain, **({"step_overhead_s": sv.step_overhead_s} if sv.step_overhead_s is not None else {}),
+            ops=pool_ops, nvlink_domain_size=domain, **({"step_overhead_s": sv.step_overhead_s} if sv.step_overhead_s is not None else {}),
         )
         if profile is not None:
             # the profile owns the per-step overheads; an explicit serving.step_overhead_s still wins

@@ -80,6 +80,8 @@ class PoolPlanSpec:
     # the pool's own memory settings (pools.*.memory: the recipe's memory share with its framework's
     # meaning, a KV cap): None (the framework's defaults), or (key, value) pairs
     memory: tuple | None = None
+    # pools.*.moe_a2a: "deepep" where the recipe file's workers exchange tokens with DeepEP
+    moe_a2a: str = "default"
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,18 @@ def recipe_side(recipe: Recipe | None, side: str, layout: str, replicas: int, wo
         return {}
     pre = f"{side}_"
     return {k[len(pre):]: v for k, v in recipe.settings.items() if k.startswith(pre)}
+
+
+def recipe_a2a(recipe: Recipe | None, side: str, layout: str) -> str:
+    """``"deepep"`` where the recipe file's ``side`` workers exchange tokens with DeepEP, else
+    ``"default"``. Unlike :func:`recipe_side`'s batch caps and budgets, which an entry of another
+    concurrency may set otherwise, the expert exchange goes with the worker layout: an entry of the
+    nearest concurrency answers when its workers have the simulated layout."""
+    if recipe is None or not recipe.settings or recipe.settings.get(f"{side}_moe_a2a") != "deepep":
+        return "default"
+    pool = recipe.prefill if side == "prefill" else recipe.decode
+    lay = Layout.parse(layout)
+    return "deepep" if pool and lay.tp * max(lay.dp, 1) == int(pool[0]) else "default"
 
 
 def pool_memory(profile: FrameworkProfile, fraction, max_tokens: int = 0) -> tuple | None:
@@ -435,6 +449,9 @@ def map_row(row: SiliconRow, profiles: dict | None = None, *, _recipe: Recipe | 
         pre_seqs, pre_budget = max(profile.max_num_seqs * dpp, conc), max(budget * dpp, row.isl)
         dec_seqs, dec_budget = max(profile.max_num_seqs * dpd, per_dec), budget * dpd
         memory = {}
+        a2a = {side: recipe_a2a(recipe, side, lay) for side, lay in (("prefill", lp), ("decode", ld))}
+        notes.extend(f"{side} workers exchange tokens with DeepEP (the recipe file's moe-a2a-backend)"
+                     for side, v in a2a.items() if v == "deepep")
         for side, lay, reps, given in (("prefill", lp, rp, pre.workers), ("decode", ld, rd, dec.workers)):
             st = recipe_side(recipe, side, lay, reps, given)
             if not st:
@@ -454,9 +471,9 @@ def map_row(row: SiliconRow, profiles: dict | None = None, *, _recipe: Recipe | 
             memory[side] = pool_memory(profile, st.get("mem_fraction"), int(st.get("max_tokens") or 0) * dp)
             notes.append(f"recipe file, {side}: " + ", ".join(f"{k} {v}" for k, v in sorted(st.items())))
         pools["prefill"] = PoolPlanSpec(lp, n_pre, pre_seqs, pre_budget, profile.chunked_prefill,
-                                        memory=memory.get("prefill"))
+                                        memory=memory.get("prefill"), moe_a2a=a2a.get("prefill", "default"))
         pools["decode"] = PoolPlanSpec(ld, n_dec, dec_seqs, dec_budget, profile.chunked_prefill,
-                                       memory=memory.get("decode"))
+                                       memory=memory.get("decode"), moe_a2a=a2a.get("decode", "default"))
         mode = "disaggregated"
     return Setup(row=row, gpu=gpu.name, model=model.name, framework=row.backend, weights=weights, kv_cache=kv,
                  mode=mode, concurrency=int(conc), pools=pools, profile=profile, notes=tuple(notes), harness=harness,

@@ -138,6 +138,8 @@ def scenario_dict(setup: Setup, pools: dict[str, PoolPlanSpec], *, seed: int = 0
             pool_sections[role]["batch_wait"] = dict(p.batch_wait)
         if p.memory is not None:
             pool_sections[role]["memory"] = dict(p.memory)
+        if p.moe_a2a != "default":
+            pool_sections[role]["moe_a2a"] = p.moe_a2a
     serving = {"framework": setup.framework, "mode": setup.mode, "prefix_caching": False,
                "router": "least_outstanding", "framework_profile": True,
                "kv_admission": prof.kv_admission, "first_token_at": prof.first_token_at}

@@ -16,7 +16,9 @@ section merged in.
 * ``budget``: TRT-LLM ``max_num_tokens`` (per rank), SGLang ``chunked-prefill-size``;
 * ``mem_fraction``: TRT-LLM ``kv_cache_config.free_gpu_memory_fraction``, SGLang ``mem-fraction-static``;
 * ``max_tokens``: SGLang ``max-total-tokens`` (a cap on the KV pool, in tokens);
-* ``kv``: the KV-cache dtype when it is FP8 (either side).
+* ``kv``: the KV-cache dtype when it is FP8 (either side);
+* ``moe_a2a``: ``"deepep"`` where SGLang's ``moe-a2a-backend`` is DeepEP (the experts then run as
+  DeepGEMM grouped GEMMs; scenario ``pools.*.moe_a2a``).
 
 The recipe index (:mod:`simcluster.validate.recipes`) stores the result per entry; nothing here
 looks at measured times.
@@ -90,6 +92,8 @@ def pool_settings(cfg: dict) -> dict:
                     out["kv"] = "fp8"
             if str(opts.get("kv-cache-dtype", "")).lower().startswith("fp8"):
                 out["kv"] = "fp8"
+            if section == "sglang_config" and str(opts.get("moe-a2a-backend", "")).lower() == "deepep":
+                out[f"{side}_moe_a2a"] = "deepep"
     return out
 
 
