@@ -152,3 +152,20 @@ def test_a_measured_wide_ep_deployment_with_deepep_decodes_as_measured():
     flashinfer = dataclasses.replace(
         setup, pools={k: dataclasses.replace(v, moe_a2a="default") for k, v in setup.pools.items()})
     assert Simulator().run(flashinfer).tpot_ms > 2 * row.tpot_ms
+
+
+def test_cost_prices_one_deepep_step_and_refuses_it_without_a_framework(capsys):
+    from simcluster.cli.main import main
+
+    base = ["cost", "--gpu", "gb200", "--model", "deepseek-r1", "--weights", "fp8_block", "--kv", "fp8",
+            "--phase", "decode", "--batch", "4096", "--layout", "dp=32,ep=32,tpf=1", "--json"]
+    import json
+
+    steps = {}
+    for a2a in ("default", "deepep"):
+        assert main([*base, "--framework", "sglang", "--moe-a2a", a2a]) == 0
+        steps[a2a] = json.loads(capsys.readouterr().out)["latency_s"]
+    assert steps["deepep"] < steps["default"]
+    code = main([*base, "--framework", "ideal", "--moe-a2a", "deepep"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--moe-a2a" in err and len(err.splitlines()) == 1

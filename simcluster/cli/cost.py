@@ -95,6 +95,9 @@ def cost(gpu, model, weights, kv, activations, phase, batch, context, tokens, la
     _check(batch >= 1, "--batch", f"must be at least 1, got {batch}")
     _check(context >= 0, "--context", f"must be non-negative, got {context}")
     _check(tokens >= 1, "--tokens", f"must be at least 1, got {tokens}")
+    _check(moe_a2a == "default" or (framework != "ideal" and source == "calibrated" and not sol), "--moe-a2a",
+           f"{moe_a2a} prices a framework's expert kernels: it needs --framework vllm|sglang|trtllm and "
+           "calibrated costs (not --sol)")
     _check(0.0 < gpu_memory_utilization <= 1.0, "--gpu-memory-utilization",
            f"must be in (0, 1], got {gpu_memory_utilization}")
     ops = None

@@ -491,6 +491,10 @@ class FrameworkOps:
                 if gpu in gpus and fw != answer:
                     self._routes.update({(op, f): ("framework", answer) for f in formats})
 
+    def with_moe_a2a(self, moe_a2a: str) -> "FrameworkOps":
+        """The same framework's ops for a pool whose experts exchange tokens with ``moe_a2a``."""
+        return FrameworkOps(self._ops, self._profile, node_gpus=self._node_gpus, moe_a2a=moe_a2a)
+
     def __getattr__(self, name):
         return getattr(self._ops, name)
 

@@ -85,12 +85,10 @@ def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> li
                             "which needs serving.framework_profile: true and cost.source: calibrated",
                             where=f"pools.{role}.moe_a2a")
         if spec.moe_a2a != "default":
-            from simcluster.perf.framework import FrameworkOps
-
             akey = ("framework_ops", gpu.name, sv.framework, profile, spec.moe_a2a)
             pool_ops = cost_cache.get(akey) if cost_cache is not None else None
             if pool_ops is None:
-                pool_ops = FrameworkOps(ops._ops, profile, node_gpus=ops._node_gpus, moe_a2a=spec.moe_a2a)
+                pool_ops = ops.with_moe_a2a(spec.moe_a2a)
                 if cost_cache is not None:
                     cost_cache[akey] = pool_ops
         cspec = CostSpec(
