@@ -302,3 +302,28 @@ def test_profiles_set_the_frameworks_kv_admission_and_first_token():
     assert PROFILES["trtllm"].first_token_at == "first_decode_step"
     with pytest.raises(Exception):
         PROFILES["vllm"].with_(kv_admission="greedy")
+
+
+def test_the_fitted_scales_table_in_the_docs_is_the_shipped_one():
+    # docs/validation.md "What was fitted" lists every (GPU, kind[:format]) scale per framework; a refit
+    # that changes perf/framework.py must change the table too
+    from pathlib import Path
+
+    gpus = {"H100": "h100_sxm", "H200": "h200_sxm", "B200": "b200_sxm", "GB200": "gb200"}
+    kinds = {"dense": "dense", "MoE": "moe", "MLA-MoE": "mla-moe"}
+    text = (Path(__file__).resolve().parent.parent / "docs" / "validation.md").read_text()
+    start = text.index("| GPU, kind, weights | vLLM | SGLang | TRT-LLM |")
+    table = text[start:text.index("\n\n", start)].splitlines()[2:]
+    documented = {fw: {} for fw in ("vllm", "sglang", "trtllm")}
+    for line in table:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        gpu, rest = cells[0].split(" ", 1)
+        kind, fmt = rest.split(", ")
+        key = kinds[kind] + ("" if fmt == "other formats" else f":{fmt}")
+        for fw, cell in zip(("vllm", "sglang", "trtllm"), cells[1:]):
+            if cell != "—":
+                d, p = (float(x) for x in cell.split(", "))
+                documented[fw][(gpus[gpu], key)] = (d, p)
+    for fw, found in documented.items():
+        shipped = {(g, k): (d, p) for g, k, d, p in PROFILES[fw].gpu_time_scales}
+        assert found == shipped, fw
