@@ -461,8 +461,8 @@ KERNEL_ROUTES = {
 # --moe-a2a-backend deepep, vLLM --all2all-backend deepep_*) run their block-FP8 experts as DeepGEMM
 # grouped GEMMs, not the framework's fused MoE kernel. On Blackwell the measured DeepGEMM MoE table is
 # TRT-LLM's (its collector's only block-FP8 MoE source on B200 and GB200); SGLang's and vLLM's
-# block-FP8 tables hold FlashInfer's TRTLLM-gen kernel, which at prefill and wide-EP decode sizes the
-# DeepGEMM table undercuts 10-17x (GB200, DeepSeek experts, EP 32, 8,192 tokens: 3.24 ms against
+# block-FP8 tables hold FlashInfer's TRTLLM-gen kernel, which from 1,024 to 8,192 tokens the
+# DeepGEMM table undercuts 4-17x (GB200, DeepSeek experts, EP 32, 8,192 tokens: 3.24 ms against
 # 0.18 ms per layer; 0.18 ms is 20 % of the FP8 peak, 3.24 ms 1 %). Hopper has no DeepGEMM MoE table:
 # there the framework's own table answers. (op, formats, GPUs) -> the framework whose table answers.
 DEEPEP_MOE_ROUTES = (("moe", ("fp8_block",), BLACKWELL, "trtllm"),)
