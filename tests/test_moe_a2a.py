@@ -1,6 +1,7 @@
 """Pools whose experts exchange tokens with DeepEP (``pools.*.moe_a2a: deepep``) run their block-FP8
 experts as DeepGEMM grouped GEMMs: on Blackwell the measured DeepGEMM MoE table answers (TRT-LLM's
-collector), on Hopper the framework's own table (perf/framework.py: DEEPEP_MOE_ROUTES)."""
+collector), on Hopper the framework's own table (perf/framework.py: the KERNEL_ROUTES entries with
+"moe_a2a": "deepep")."""
 
 from __future__ import annotations
 

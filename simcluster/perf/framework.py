@@ -455,18 +455,20 @@ KERNEL_ROUTES = {
     # the backend per regime, so the faster of the two answers.
     "trtllm_nvfp4_moe": {"op": "moe", "framework": "trtllm", "formats": ("nvfp4",), "gpus": BLACKWELL,
                          "answer": ("faster_of", "vllm")},
+    # Pools whose experts exchange tokens with DeepEP (a route with "moe_a2a": "deepep" applies to those
+    # pools only: scenario pools.*.moe_a2a; SGLang --moe-a2a-backend deepep, vLLM --all2all-backend
+    # deepep_*) run their block-FP8 experts as DeepGEMM grouped GEMMs, not the framework's fused MoE
+    # kernel. On Blackwell the measured DeepGEMM MoE table is TRT-LLM's (its collector's only block-FP8
+    # MoE source on B200 and GB200); SGLang's and vLLM's block-FP8 tables hold FlashInfer's TRTLLM-gen
+    # kernel, which from 1,024 to 8,192 tokens the DeepGEMM table undercuts 4-17x (GB200, DeepSeek
+    # experts, EP 32, 8,192 tokens: 3.24 ms against 0.18 ms per layer; 0.18 ms is 20 % of the FP8 peak,
+    # 3.24 ms 1 %). Hopper has no DeepGEMM MoE table: there the framework's own table answers.
+    "sglang_deepep_fp8_block_moe": {"op": "moe", "framework": "sglang", "formats": ("fp8_block",),
+                                    "gpus": BLACKWELL, "moe_a2a": "deepep", "answer": ("framework", "trtllm")},
+    "vllm_deepep_fp8_block_moe": {"op": "moe", "framework": "vllm", "formats": ("fp8_block",),
+                                  "gpus": BLACKWELL, "moe_a2a": "deepep", "answer": ("framework", "trtllm")},
 }
-
-# Pools whose experts exchange tokens with DeepEP (scenario pools.*.moe_a2a: deepep; SGLang
-# --moe-a2a-backend deepep, vLLM --all2all-backend deepep_*) run their block-FP8 experts as DeepGEMM
-# grouped GEMMs, not the framework's fused MoE kernel. On Blackwell the measured DeepGEMM MoE table is
-# TRT-LLM's (its collector's only block-FP8 MoE source on B200 and GB200); SGLang's and vLLM's
-# block-FP8 tables hold FlashInfer's TRTLLM-gen kernel, which from 1,024 to 8,192 tokens the
-# DeepGEMM table undercuts 4-17x (GB200, DeepSeek experts, EP 32, 8,192 tokens: 3.24 ms against
-# 0.18 ms per layer; 0.18 ms is 20 % of the FP8 peak, 3.24 ms 1 %). Hopper has no DeepGEMM MoE table:
-# there the framework's own table answers. (op, formats, GPUs) -> the framework whose table answers.
-DEEPEP_MOE_ROUTES = (("moe", ("fp8_block",), BLACKWELL, "trtllm"),)
-MOE_A2A = ("default", "deepep")
+MOE_A2A = ("default", "deepep")  # scenario pools.*.moe_a2a
 
 
 class FrameworkOps:
@@ -482,14 +484,13 @@ class FrameworkOps:
         self._others: dict[str, object] = {}
         gpu = getattr(getattr(ops, "gpu", None), "name", "")
         fw = getattr(ops, "framework", None)
-        self._routes = {(r["op"], f): r["answer"] for r in KERNEL_ROUTES.values()
-                        if fw == r["framework"] and gpu in r["gpus"] for f in r["formats"]}
         if moe_a2a not in MOE_A2A:
             raise UserError(f"moe_a2a must be one of {', '.join(MOE_A2A)}, got {moe_a2a!r}", where="moe_a2a")
-        if moe_a2a == "deepep":
-            for op, formats, gpus, answer in DEEPEP_MOE_ROUTES:
-                if gpu in gpus and fw != answer:
-                    self._routes.update({(op, f): ("framework", answer) for f in formats})
+        # the routes of every pool, then those of this pool's expert exchange (which win)
+        routes = sorted((r for r in KERNEL_ROUTES.values() if fw == r["framework"] and gpu in r["gpus"]
+                         and r.get("moe_a2a", "default") in ("default", moe_a2a)),
+                        key=lambda r: "moe_a2a" in r)
+        self._routes = {(r["op"], f): r["answer"] for r in routes for f in r["formats"]}
 
     def with_moe_a2a(self, moe_a2a: str) -> "FrameworkOps":
         """The same framework's ops for a pool whose experts exchange tokens with ``moe_a2a``."""
@@ -524,13 +525,17 @@ class FrameworkOps:
     def _route(self, op: str, fmt: str):
         return self._routes.get((op, str(fmt).strip().lower())) if self._routes else None
 
+    def _from_other(self, framework: str, name: str, *args):
+        """An op answered by another framework's measured kernel, with its provenance."""
+        o = self._other(framework)
+        t = getattr(o, name)(*args)
+        self._provenance(o)
+        return t
+
     def _gemm(self, name: str, m, n, k, fmt):
         r = self._route("gemm", fmt)
-        if r is not None and r[0] == "framework":  # answered by another framework's measured kernel
-            o = self._other(r[1])
-            t = getattr(o, name)(m, n, k, fmt)
-            self._provenance(o)
-            return t
+        if r is not None and r[0] == "framework":
+            return self._from_other(r[1], name, m, n, k, fmt)
         return getattr(self._ops, name)(m, n, k, fmt)
 
     def gemm(self, m, n, k, fmt):
@@ -543,10 +548,7 @@ class FrameworkOps:
         r = self._route("moe", fmt)
         name = "moe_many" if many else "moe"
         if r is not None and r[0] == "framework":  # another framework's measured kernel (DeepEP pools)
-            o = self._other(r[1])
-            t = getattr(o, name)(tokens, hidden, inter, topk, n_experts, tp, ep, fmt, distribution)
-            self._provenance(o)
-            return t
+            return self._from_other(r[1], name, tokens, hidden, inter, topk, n_experts, tp, ep, fmt, distribution)
         if r is not None and r[0] == "format":
             fmt = r[1]
         t = getattr(self._ops, name)(tokens, hidden, inter, topk, n_experts, tp, ep, fmt, distribution)

@@ -80,11 +80,11 @@ def build_pools(scenario, *, cost_cache: dict | None = None, profile=None) -> li
         layout.validate(model, domain_size=domain, allow_cross_domain=scenario.cluster.allow_cross_domain,
                         field=f"pools.{role}.layout")
         pool_ops = ops
-        if spec.moe_a2a != "default" and (profile is None or ops is None):
-            raise UserError(f"moe_a2a {spec.moe_a2a!r} prices the expert kernels of the framework's deployments, "
-                            "which needs serving.framework_profile: true and cost.source: calibrated",
-                            where=f"pools.{role}.moe_a2a")
-        if spec.moe_a2a != "default":
+        if spec.moe_a2a != "default":  # the pool's expert exchange picks its expert kernels
+            if profile is None or ops is None:
+                raise UserError(f"moe_a2a {spec.moe_a2a!r} prices the expert kernels of the framework's deployments, "
+                                "which needs serving.framework_profile: true and cost.source: calibrated",
+                                where=f"pools.{role}.moe_a2a")
             akey = ("framework_ops", gpu.name, sv.framework, profile, spec.moe_a2a)
             pool_ops = cost_cache.get(akey) if cost_cache is not None else None
             if pool_ops is None:

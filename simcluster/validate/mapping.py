@@ -244,16 +244,19 @@ def recipe_side(recipe: Recipe | None, side: str, layout: str, replicas: int, wo
     entry's)."""
     if recipe is None or recipe.nearest or replicas != 1 or not recipe.settings:
         return {}
-    pool = recipe.prefill if side == "prefill" else recipe.decode
-    if not pool:
-        return {}
     if workers > 0 and workers != (recipe.prefill_workers if side == "prefill" else recipe.decode_workers):
         return {}
-    lay = Layout.parse(layout)
-    if lay.tp * max(lay.dp, 1) != int(pool[0]):
+    if not _recipe_has_layout(recipe, side, layout):
         return {}
     pre = f"{side}_"
-    return {k[len(pre):]: v for k, v in recipe.settings.items() if k.startswith(pre)}
+    return {k[len(pre):]: v for k, v in recipe.settings.items() if k.startswith(pre) and k != f"{pre}moe_a2a"}
+
+
+def _recipe_has_layout(recipe: Recipe, side: str, layout: str) -> bool:
+    """Whether the entry's ``side`` workers are the simulated layout (attention tp × dp GPUs)."""
+    pool = recipe.prefill if side == "prefill" else recipe.decode
+    lay = Layout.parse(layout)
+    return bool(pool) and lay.tp * max(lay.dp, 1) == int(pool[0])
 
 
 def recipe_a2a(recipe: Recipe | None, side: str, layout: str) -> str:
@@ -263,9 +266,7 @@ def recipe_a2a(recipe: Recipe | None, side: str, layout: str) -> str:
     nearest concurrency answers when its workers have the simulated layout."""
     if recipe is None or not recipe.settings or recipe.settings.get(f"{side}_moe_a2a") != "deepep":
         return "default"
-    pool = recipe.prefill if side == "prefill" else recipe.decode
-    lay = Layout.parse(layout)
-    return "deepep" if pool and lay.tp * max(lay.dp, 1) == int(pool[0]) else "default"
+    return "deepep" if _recipe_has_layout(recipe, side, layout) else "default"
 
 
 def pool_memory(profile: FrameworkProfile, fraction, max_tokens: int = 0) -> tuple | None:
